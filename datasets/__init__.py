@@ -1,0 +1,1 @@
+"""Database adapters in their official on-disk layouts, behind a registry."""

@@ -1,0 +1,1 @@
+"""Deepfake detectors behind one interface and a registry (Xception, Capsule, DSP-FWA)."""

@@ -1,0 +1,69 @@
+"""A name -> object registry, one per extension point.
+
+Adding a landmark backend, dataset, detector or fusion rule means adding one file with
+one decorator; the registry imports every module of its package the first time it is
+asked for a name, so nothing else has to be edited.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Objects registered under case-insensitive names."""
+
+    def __init__(self, kind: str, package: str | None = None) -> None:
+        self.kind = kind
+        self.package = package
+        self._items: dict[str, T] = {}
+        self._names: dict[str, str] = {}
+        self._loaded = package is None
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: `@REGISTRY.register("name")` above a class or function."""
+
+        def add(obj: T) -> T:
+            key = name.lower()
+            if key in self._items and self._items[key] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[key] = obj
+            self._names[key] = name
+            return obj
+
+        return add
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        pkg = importlib.import_module(self.package)
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{mod.name}")
+
+    def get(self, name: str) -> T:
+        """The object registered as `name`; a KeyError lists the valid names."""
+        self._load()
+        try:
+            return self._items[name.lower()]
+        except KeyError:
+            raise KeyError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        self._load()
+        return [self._names[k] for k in sorted(self._items)]
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

@@ -1,0 +1,1 @@
+"""Experiment definitions (YAML) and the intra/inter-database table writers."""

@@ -1,0 +1,1 @@
+"""Score-level fusion across regions and detectors, with a registry of rules."""

@@ -1,0 +1,27 @@
+"""Facial regions: face detection, 68-point landmarks, face crops and region masks.
+
+from dffr.regions import segment_image
+seg = segment_image(rgb)[0]          # largest face
+seg.regions["eyes"]                  # eyes region on black, at crop size
+"""
+
+from dffr.regions.crop import Crop, face_crop
+from dffr.regions.landmarks import BACKENDS, Face, LandmarkBackend, get_backend
+from dffr.regions.masks import REGIONS, apply_mask, region_masks
+from dffr.regions.segment import Segmentation, detect_faces, segment_face, segment_image
+
+__all__ = [
+    "BACKENDS",
+    "REGIONS",
+    "Crop",
+    "Face",
+    "LandmarkBackend",
+    "Segmentation",
+    "apply_mask",
+    "detect_faces",
+    "face_crop",
+    "get_backend",
+    "region_masks",
+    "segment_face",
+    "segment_image",
+]

@@ -1,0 +1,1 @@
+"""Landmark backends: one module each, registered with `@BACKENDS.register(name)`."""
