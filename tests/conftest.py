@@ -59,3 +59,42 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured")
         for name, text in sorted(_REPORT.items()):
             terminalreporter.write_line(f"{name}: {text}")
+
+
+def write_face_video(path: Path, face: np.ndarray, n_frames: int = 12, size=(320, 240)) -> Path:
+    """A short MPEG-4 video of a real face drifting across the frame; frame i's top-left
+    8x8 corner has grey level 10*i so a test can tell which frame it got."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    small = cv2.resize(face, (h, h))
+    for i in range(n_frames):
+        frame = np.zeros((h, w, 3), np.uint8)
+        x = int(i * (w - h) / max(n_frames - 1, 1))
+        frame[:, x : x + h] = small
+        frame[:8, :8] = 10 * i
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory, astronaut) -> Path:
+    """One synthetic 12-frame face video; tests copy its bytes to build layouts."""
+    return write_face_video(tmp_path_factory.mktemp("video") / "face.mp4", astronaut)
+
+
+@pytest.fixture
+def place(face_video):
+    """place(root, *relative paths): put a copy of the face video at each path."""
+
+    def put(root: Path, *paths: str) -> None:
+        data = face_video.read_bytes()
+        for rel in paths:
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    return put

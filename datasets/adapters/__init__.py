@@ -1,0 +1,1 @@
+"""One module per database, each registered with `@DATASETS.register(name)`."""

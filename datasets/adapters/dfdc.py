@@ -1,0 +1,69 @@
+"""DFDC (Dolhansky et al., 2020): the full release, and the public test set when present.
+
+    <root>/dfdc_train_part_<k>/metadata.json   {"x.mp4": {"label": "FAKE"|"REAL",
+    <root>/dfdc_train_part_<k>/*.mp4             "split": ..., "original": "y.mp4"}}
+    <root>/test_videos/*.mp4 + <root>/labels.csv   (public test set; filename,label 1 = fake)
+
+The release has no usable split ("split" is "train" everywhere), so videos are grouped
+by their original (a real video is its own original) and whole groups go to one split
+by a stable hash: a fake and its original always share a split. Without the public test
+set: 80/10/10 train/val/test; with it, the test set is test and the parts give 90/10
+train/val. Videos listed in a metadata.json but absent are still items: preprocessing
+reports them as missing instead of failing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item
+from dffr.datasets.splits import assign
+
+
+@DATASETS.register("DFDC")
+class DFDC(Dataset):
+    name = "DFDC"
+
+    def items(self) -> list[Item]:
+        parts = sorted(p for p in self.root.glob("dfdc_train_part_*") if p.is_dir())
+        public = self.root / "labels.csv"
+        has_test = public.is_file() and (self.root / "test_videos").is_dir()
+        fractions = (
+            {"train": 0.9, "val": 0.1} if has_test else {"train": 0.8, "val": 0.1, "test": 0.1}
+        )
+        items = []
+        for part in parts:
+            meta_path = part / "metadata.json"
+            if not meta_path.is_file():
+                raise DatasetError(f"DFDC: {meta_path} not found")
+            try:
+                meta = json.loads(meta_path.read_text())
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"DFDC: {meta_path} is not valid JSON ({e})") from None
+            listed = self.rel(meta_path)
+            for name, info in sorted(meta.items()):
+                label = {"FAKE": 1, "REAL": 0}.get(str(info.get("label", "")).upper())
+                if label is None:
+                    raise DatasetError(f"DFDC: {meta_path}: {name} has no FAKE/REAL label")
+                group = (info.get("original") or name) if label else name
+                split = assign("dfdc:" + group, fractions)
+                method = "DFDC" if label else "real"
+                items.append(Item(self.name, f"{part.name}/{name}", label, split, method, listed))
+        if has_test:
+            with public.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    label = int(float(row["label"]) >= 0.5)
+                    items.append(
+                        Item(
+                            self.name,
+                            f"test_videos/{row['filename']}",
+                            label,
+                            "test",
+                            "DFDC" if label else "real",
+                            "labels.csv",
+                        )
+                    )
+        if not items:
+            raise DatasetError(f"DFDC: no dfdc_train_part_*/metadata.json under {self.root}")
+        return sorted(items, key=lambda i: i.video)

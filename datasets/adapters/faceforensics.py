@@ -1,0 +1,110 @@
+"""FaceForensics++ (Rössler et al., ICCV 2019), official layout and split.
+
+    <root>/original_sequences/{youtube,actors}/{raw,c23,c40}/videos/*.mp4
+    <root>/manipulated_sequences/<method>/{raw,c23,c40}/videos/*.mp4
+    <root>/splits/{train,val,test}.json     (or `splits=DIR`)
+
+Split: the official lists of [target, source] id pairs; a video `519_515` or `519`
+belongs to the split whose pairs hold 519. The DeepFakeDetection videos and the actors'
+originals are not in those lists: they are split by actor (the number before `__` or
+`_`), 80/10/10 by a stable hash, documented in dffr.datasets.splits.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item
+from dffr.datasets.splits import assign
+
+METHODS = (
+    "Deepfakes",
+    "Face2Face",
+    "FaceSwap",
+    "NeuralTextures",
+    "FaceShifter",
+    "DeepFakeDetection",
+)
+COMPRESSIONS = {"raw": "raw", "c0": "raw", "c23": "c23", "c40": "c40"}
+ACTOR_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def read_official_splits(folder: Path) -> dict[str, str]:
+    """id -> split from the official train/val/test.json pair lists."""
+    membership: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        path = folder / f"{split}.json"
+        if not path.is_file():
+            raise DatasetError(
+                f"FaceForensics: official split list {path} not found. Get train/val/test.json "
+                "from the FaceForensics repository (dataset/splits) into <root>/splits/, "
+                "or pass --splits DIR"
+            )
+        try:
+            pairs = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"FaceForensics: {path} is not valid JSON ({e})") from None
+        for pair in pairs:
+            for vid in pair:
+                membership[str(vid)] = split
+    return membership
+
+
+@DATASETS.register("FaceForensics")
+class FaceForensics(Dataset):
+    """Options: `compression` (raw/c0, c23, c40; default c23), `methods` (names or a
+    comma list; default every method on disk), `splits` (folder of the split lists)."""
+
+    name = "FaceForensics"
+
+    def __init__(self, root, compression: str = "c23", methods=None, splits=None) -> None:
+        super().__init__(root)
+        if compression not in COMPRESSIONS:
+            raise DatasetError(
+                f"FaceForensics: unknown compression {compression!r}; use raw, c0, c23 or c40"
+            )
+        self.compression = COMPRESSIONS[compression]
+        if isinstance(methods, str):
+            methods = [m for m in methods.split(",") if m]
+        unknown = set(methods or ()) - set(METHODS)
+        if unknown:
+            raise DatasetError(
+                f"FaceForensics: unknown method(s) {sorted(unknown)}; choose from {METHODS}"
+            )
+        self.methods = tuple(methods) if methods else None
+        self.split_dir = Path(splits) if splits else self.root / "splits"
+        self._membership = read_official_splits(self.split_dir)
+
+    def _split(self, stem: str, actor: bool) -> str | None:
+        if actor:
+            return assign("ffpp-actor:" + stem.split("_")[0], ACTOR_FRACTIONS)
+        return self._membership.get(stem.split("_")[0])
+
+    def _videos(self, folder: Path) -> list[Path]:
+        d = folder / self.compression / "videos"
+        return sorted(d.glob("*.mp4")) if d.is_dir() else []
+
+    def items(self) -> list[Item]:
+        methods = self.methods or tuple(
+            m for m in METHODS if (self.root / "manipulated_sequences" / m).is_dir()
+        )
+        groups = [("real", 0, self.root / "original_sequences" / "youtube", False)]
+        if "DeepFakeDetection" in methods:
+            groups.append(("real", 0, self.root / "original_sequences" / "actors", True))
+        for m in methods:
+            groups.append((m, 1, self.root / "manipulated_sequences" / m, m == "DeepFakeDetection"))
+        items = []
+        for method, label, folder, actor in groups:
+            for path in self._videos(folder):
+                split = self._split(path.stem, actor)
+                if split is None:
+                    continue  # an id the official lists do not mention
+                items.append(Item(self.name, self.rel(path), label, split, method))
+        if not items:
+            raise DatasetError(
+                f"FaceForensics: no videos under {self.root}/original_sequences/youtube/"
+                f"{self.compression}/videos or manipulated_sequences/<method>/"
+                f"{self.compression}/videos"
+            )
+        return sorted(items, key=lambda i: i.video)

@@ -1,0 +1,60 @@
+"""Any `real/` and `fake/` folders of images and/or videos (the seed system's layout).
+
+    <root>/real/**  <root>/fake/**                       split 80/10/10 by stable hash
+    <root>/{train,val,test}/{real,fake}/**               the folders are the split
+
+A fake's method is its first sub-folder under fake/ (fake/fwa/x.png -> "fwa"), else
+"fake". Images count as one-frame videos. `group` is a regular expression whose first
+match in the file name names the group that must stay in one split (for example
+"^[a-z]+" keeps all crops of one DFDC video together); by default each file is its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dffr.datasets.base import (
+    DATASETS,
+    IMAGE_SUFFIXES,
+    SPLITS,
+    VIDEO_SUFFIXES,
+    Dataset,
+    DatasetError,
+    Item,
+)
+from dffr.datasets.splits import assign
+
+FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+@DATASETS.register("folder")
+class Folder(Dataset):
+    name = "folder"
+
+    def __init__(self, root, group: str | None = None) -> None:
+        super().__init__(root)
+        self.group = re.compile(group) if group else None
+
+    def _group(self, name: str) -> str:
+        m = self.group.search(name) if self.group else None
+        return m.group(0) if m else name
+
+    def items(self) -> list[Item]:
+        explicit = [s for s in SPLITS if (self.root / s).is_dir()]
+        bases = [(self.root / s, s) for s in explicit] or [(self.root, None)]
+        items = []
+        for base, split in bases:
+            for label, cls in ((0, "real"), (1, "fake")):
+                top = base / cls
+                for path in sorted(top.rglob("*")):
+                    if path.suffix.lower() not in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
+                        continue
+                    sub = path.relative_to(top).parts
+                    method = "real" if label == 0 else (sub[0] if len(sub) > 1 else "fake")
+                    s = split or assign("folder:" + self._group(path.name), FRACTIONS)
+                    items.append(Item(self.name, self.rel(path), label, s, method))
+        if not items:
+            raise DatasetError(
+                f"folder: no images or videos under {self.root}/real or {self.root}/fake"
+            )
+        return sorted(items, key=lambda i: i.video)

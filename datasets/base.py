@@ -1,0 +1,67 @@
+"""What every database adapter yields: plain items, one per video (or image).
+
+Labels are 1 = fake, 0 = real everywhere. `video` is the path relative to the database
+root (POSIX), which is also the item's identity in caches and score tables.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from dffr.errors import DffrError
+from dffr.registry import Registry
+
+SPLITS = ("train", "val", "test")
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One video of a database: where it is, its label, split and manipulation."""
+
+    ddbb: str
+    video: str
+    label: int
+    split: str
+    method: str
+    listed_in: str = ""  # the metadata file that names it, for "missing" reports
+
+    def path(self, root: Path) -> Path:
+        return Path(root) / self.video
+
+
+class DatasetError(DffrError):
+    """A database folder does not have the layout its adapter expects."""
+
+
+class Dataset(ABC):
+    """A database in its official on-disk layout, with its official (or documented) split."""
+
+    name: str = ""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.name}: root folder {self.root} does not exist")
+
+    @abstractmethod
+    def items(self) -> list[Item]:
+        """Every item, sorted by `video`."""
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+DATASETS: Registry[type[Dataset]] = Registry("database", "dffr.datasets.adapters")
+
+
+def get_dataset(name: str, root: str | Path, **options) -> Dataset:
+    """Open database `name` at `root`; options are the adapter's own (see its docstring)."""
+    cls = DATASETS.get(name)
+    try:
+        return cls(root, **options)
+    except TypeError as e:
+        raise DatasetError(f"{cls.name}: {e}") from None

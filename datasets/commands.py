@@ -1,0 +1,148 @@
+"""`dffr preprocess`, `dffr merge-cache` and `dffr regions`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dffr.datasets.base import DATASETS, SPLITS, get_dataset
+from dffr.datasets.cache import iter_regions, merge_caches
+from dffr.datasets.preprocess import Settings, preprocess
+from dffr.errors import DffrError
+from dffr.regions.masks import REGIONS
+from dffr.regions.segment import MIN_FACE
+
+
+def _shard(value: str | None) -> tuple[int, int]:
+    if not value:
+        return (0, 1)
+    try:
+        i, n = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("use i/n, e.g. 0/4", param_hint="--shard") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise click.BadParameter(f"{value}: need 0 <= i < n", param_hint="--shard")
+    return (i, n)
+
+
+@click.command("preprocess")
+@click.option("--ddbb", required=True, type=click.Choice(DATASETS.names(), case_sensitive=False))
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="database folder")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="cache folder")
+@click.option("--frames", default=20, show_default=True, help="frames per video, evenly spaced")
+@click.option("--size", default=200, show_default=True, help="face crop side, pixels")
+@click.option("--scale", default=1.3, show_default=True, help="crop enlargement")
+@click.option(
+    "--backend",
+    default="dlib",
+    show_default=True,
+    type=click.Choice(["dlib", "face-alignment"], case_sensitive=False),
+)
+@click.option("--min-face", default=MIN_FACE, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="parallel processes over videos")
+@click.option("--shard", default=None, help="i/n: process only shard i of n (0-based)")
+@click.option("--split", type=click.Choice(SPLITS), default=None, help="only this split")
+@click.option("--compression", default=None, help="FaceForensics: raw/c0, c23 (default), c40")
+@click.option("--methods", default=None, help="FaceForensics: comma list of manipulations")
+@click.option(
+    "--splits",
+    "splits_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="FaceForensics: folder with the official train/val/test.json",
+)
+@click.option("--protocol", default=None, help="CelebDF: disjoint (default) or rest")
+@click.option("--group", default=None, help="folder: regex naming a file's group")
+def preprocess_cmd(
+    ddbb,
+    root,
+    out,
+    frames,
+    size,
+    scale,
+    backend,
+    min_face,
+    workers,
+    shard,
+    split,
+    compression,
+    methods,
+    splits_dir,
+    protocol,
+    group,
+):
+    """Decode videos, track faces, write aligned crops + landmarks and CACHE/index.parquet."""
+    options = {
+        k: v
+        for k, v in {
+            "compression": compression,
+            "methods": methods,
+            "splits": splits_dir,
+            "protocol": protocol,
+            "group": group,
+        }.items()
+        if v is not None
+    }
+    shard_t = _shard(shard)
+    try:
+        ds = get_dataset(ddbb, root, **options)
+        items = [it for it in ds.items() if split is None or it.split == split]
+        settings = Settings(frames, size, scale, backend, min_face)
+        s = preprocess(items, ds.root, out, settings, workers=workers, shard=shard_t)
+    except DffrError as e:
+        raise click.ClickException(str(e)) from None
+    excluded = getattr(ds, "excluded", [])
+    click.echo(
+        f"{ds.name}: {s.videos} video(s) processed, {s.skipped} already cached, "
+        f"{s.frames} frame(s) kept, {s.failures} failure(s)"
+        + (f", {len(excluded)} video(s) excluded by the split protocol" if excluded else ""),
+        err=True,
+    )
+    if s.index_rows is None:
+        click.echo(
+            f"shard {shard}: done; run `dffr merge-cache {out}` once all shards are", err=True
+        )
+    else:
+        click.echo(
+            f"{out / 'index.parquet'}: {s.index_rows} row(s); failures in {out / 'failures.csv'}",
+            err=True,
+        )
+
+
+@click.command("merge-cache")
+@click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="merged cache (default: the first CACHE, indexed in place)",
+)
+def merge_cache_cmd(caches, out):
+    """Join shard caches (or re-index one cache) into index.parquet + failures.csv."""
+    target = out or caches[0]
+    rows, fails = merge_caches(target, list(caches))
+    click.echo(f"{target / 'index.parquet'}: {rows} row(s), {fails} failure(s)", err=True)
+
+
+@click.command("regions")
+@click.option("--cache", required=True, type=click.Path(path_type=Path))
+@click.option("--region", required=True, type=click.Choice(REGIONS))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice(SPLITS), default=None)
+@click.option("--limit", type=int, default=None, help="at most this many faces")
+def regions_cmd(cache, region, out, split, limit):
+    """Write the region images of cached faces, cut on the fly from crops + landmarks."""
+    from dffr.images import write_image
+
+    n = 0
+    try:
+        for row, image in iter_regions(cache, region, split):
+            if limit is not None and n >= limit:
+                break
+            stem = Path(row["video"]).with_suffix("").as_posix().replace("/", "__")
+            write_image(out / f"{stem}_{row['frame']:06d}_{region}.png", image)
+            n += 1
+    except DffrError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {n} {region} image(s) to {out}", err=True)
