@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dffr.clickutil import RegistryChoice
 from dffr.datasets.base import DATASETS, SPLITS, get_dataset
 from dffr.datasets.cache import iter_regions, merge_caches
 from dffr.datasets.preprocess import Settings, preprocess
@@ -27,7 +28,7 @@ def _shard(value: str | None) -> tuple[int, int]:
 
 
 @click.command("preprocess")
-@click.option("--ddbb", required=True, type=click.Choice(DATASETS.names(), case_sensitive=False))
+@click.option("--ddbb", required=True, type=RegistryChoice(DATASETS))
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="database folder")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="cache folder")
 @click.option("--frames", default=20, show_default=True, help="frames per video, evenly spaced")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from dffr.datasets.commands import merge_cache_cmd, preprocess_cmd, regions_cmd
+from dffr.detectors.commands import train_cmd
 from dffr.device import resolve_device
 from dffr.errors import DffrError
 from dffr.regions.commands import landmarks, segment
@@ -50,5 +51,5 @@ def demo(ctx: click.Context, out: Path) -> None:
     click.echo(f"wrote the five regions and {out / 'astronaut_overlay.png'}")
 
 
-for command in (segment, landmarks, preprocess_cmd, merge_cache_cmd, regions_cmd):
+for command in (segment, landmarks, preprocess_cmd, merge_cache_cmd, regions_cmd, train_cmd):
     main.add_command(command)

@@ -57,6 +57,11 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
             ) from None
 
+    def canonical(self, name: str) -> str:
+        """The registered spelling of `name` (KeyError listing the valid names)."""
+        self.get(name)
+        return self._names[name.lower()]
+
     def names(self) -> list[str]:
         self._load()
         return [self._names[k] for k in sorted(self._items)]

@@ -11,6 +11,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from dffr.clickutil import RegistryChoice
 from dffr.errors import DffrError
 from dffr.images import read_image, write_image
 from dffr.regions.landmarks import BACKENDS, LandmarkBackend, get_backend
@@ -75,7 +76,7 @@ backend_option = click.option(
     "--backend",
     default="dlib",
     show_default=True,
-    type=click.Choice(BACKENDS.names(), case_sensitive=False),
+    type=RegistryChoice(BACKENDS),
     help="landmark backend",
 )
 min_face_option = click.option(

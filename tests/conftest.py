@@ -98,3 +98,27 @@ def place(face_video):
             target.write_bytes(data)
 
     return put
+
+
+@pytest.fixture(scope="session")
+def tiny_faces(astronaut, dlib_backend):
+    """8 real face crops (the astronaut, slightly moved) and 8 fakes
+    made from them by face warping (FWA): (images, labels, landmarks), 96 px."""
+    import cv2
+
+    from dffr.detectors.negatives import fwa
+    from dffr.regions import segment_image
+
+    seg = segment_image(astronaut, dlib_backend, size=96)[0]
+    rng = np.random.default_rng(0)
+    reals, fakes, lms = [], [], []
+    for _ in range(8):
+        m = np.float32([[1, 0, rng.uniform(-5, 5)], [0, 1, rng.uniform(-5, 5)]])
+        img = cv2.warpAffine(seg.crop.image, m, (96, 96), borderMode=cv2.BORDER_REFLECT)
+        lm = seg.crop.landmarks @ m[:, :2].T + m[:, 2]
+        reals.append(img)
+        fakes.append(fwa(img, lm, rng))
+        lms.append(lm)
+    images = np.stack(reals + fakes)
+    labels = np.array([0] * 8 + [1] * 8)
+    return images, labels, np.stack(lms + lms)

@@ -1,0 +1,178 @@
+"""The one interface every detector implements, its configuration, and the registry.
+
+A detector turns a batch of region images (uint8 RGB, any size) into P(fake) in [0, 1].
+Labels are 1 = fake throughout dffr; a network's own class layout (the seed's released
+PyTorch models put FAKE at class index 0; a Keras sigmoid may mean P(real)) is recorded
+in the model's sidecar and handled inside the detector, never by its callers.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from dffr.device import Device, resolve_device
+from dffr.errors import DffrError
+from dffr.registry import Registry
+
+CALIBRATION_EPOCH = 1_000_000  # a fixed shuffle, apart from any training epoch
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+class WeightsError(DffrError):
+    """A weights file that is missing, corrupt, or made for another network."""
+
+
+@dataclass
+class DetectorConfig:
+    """Everything that defines a trained model; saved in its JSON sidecar."""
+
+    detector: str
+    region: str = "entire"
+    ddbb: str = ""
+    input_size: int = 200
+    epochs: int = 20
+    batch: int = 32
+    lr: float | None = None  # None: the detector's own default
+    warmup_epochs: int = 3  # Xception: epochs training only the new head
+    patience: int = 5  # epochs without a better val AUC before stopping
+    bn_recalibration: int = 256  # training images that re-estimate BN statistics (0: off)
+    seed: int = 0
+    pretrained: bool | None = None  # None: ImageNet when present locally, else random + warning
+    imagenet: str | None = None  # a local ImageNet weights file
+    negatives: str = "none"  # none | fwa | sbi
+    fake_index: int = 0  # two-class heads: the class index of FAKE (the seed's convention)
+    sigmoid_means: str = "fake"  # Keras sigmoid heads: "fake" (ours) or "real" (seed .hdf5)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DetectorConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Detector(ABC):
+    """Build, train, predict P(fake), save and load one (detector, region, ddbb) model."""
+
+    name: ClassVar[str] = ""
+    suffix: ClassVar[str] = ".pt"
+    normalisation: ClassVar[str] = "imagenet"  # or "unit": RGB / 255
+    default_lr: ClassVar[float] = 1e-4
+
+    def __init__(self, config: DetectorConfig, device: Device | str | None = None) -> None:
+        self.config = config
+        self.device = device if isinstance(device, Device) else resolve_device(device)
+
+    @property
+    def lr(self) -> float:
+        return self.config.lr or self.default_lr
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> float32 (N, S, S, 3) resized and normalised."""
+        s = self.config.input_size
+        imgs = np.asarray(images)
+        if imgs.ndim == 3:
+            imgs = imgs[None]
+        if imgs.shape[1:3] != (s, s):
+            imgs = np.stack(
+                [
+                    cv2.resize(
+                        im,
+                        (s, s),
+                        interpolation=cv2.INTER_AREA if im.shape[0] > s else cv2.INTER_LINEAR,
+                    )
+                    for im in imgs
+                ]
+            )
+        x = imgs.astype(np.float32) / 255.0
+        if self.normalisation == "imagenet":
+            x = (x - IMAGENET_MEAN) / IMAGENET_STD
+        return x
+
+    def calibration_batches(self, data):
+        """Up to `bn_recalibration` training images, in a fixed order, for BN statistics."""
+        n, batch = self.config.bn_recalibration, self.config.batch
+        for i, (x, _) in enumerate(data.batches(batch, shuffle=True, epoch=CALIBRATION_EPOCH)):
+            if i * batch >= n:
+                break
+            yield x
+
+    @abstractmethod
+    def predict(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
+        """P(fake) for each image of a uint8 (N, H, W, 3) batch."""
+
+    @abstractmethod
+    def fit(self, train, val, log, checkpoint: Path | None = None) -> None:
+        """Train on `train`, select on `val` (RegionData); resume from `checkpoint`."""
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write the weights (the sidecar is written by the caller)."""
+
+    @abstractmethod
+    def load_weights(self, path: Path) -> None:
+        """Read weights saved by `save`, or the seed system's released file."""
+
+
+DETECTORS: Registry[type[Detector]] = Registry("detector", "dffr.detectors.networks")
+
+
+def model_path(models: Path, detector: str, ddbb: str, region: str) -> Path:
+    """models/<DB>/<Detector>_<DB>_<region>.<ext>, the seed system's naming."""
+    return Path(models) / ddbb / f"{detector}_{ddbb}_{region}{DETECTORS.get(detector).suffix}"
+
+
+def sidecar_path(weights: Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def build_detector(config: DetectorConfig, device: Device | str | None = None) -> Detector:
+    return DETECTORS.get(config.detector)(config, device)
+
+
+def load_detector(weights: str | Path, device: Device | str | None = None, **overrides) -> Detector:
+    """A detector with its weights, configured from the JSON sidecar beside the file.
+
+    Without a sidecar (a seed system's released model), the detector, database and
+    region come from the file name `<Detector>_<DB>_<region>.<ext>` and the seed's
+    conventions apply (200 px input, FAKE at class 0, Keras sigmoid = P(real))."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise WeightsError(f"{weights}: model file not found")
+    side = sidecar_path(weights)
+    if side.is_file():
+        try:
+            meta = json.loads(side.read_text())
+        except json.JSONDecodeError as e:
+            raise WeightsError(f"{side}: unreadable sidecar ({e})") from None
+        config = DetectorConfig.from_dict(meta["config"])
+    else:
+        parts = weights.stem.split("_")
+        if len(parts) < 3 or parts[0] not in DETECTORS:
+            raise WeightsError(
+                f"{weights}: no sidecar {side.name} and the name is not "
+                f"<Detector>_<DB>_<region> with a detector of {DETECTORS.names()}"
+            )
+        config = DetectorConfig(
+            parts[0],
+            region=parts[-1],
+            ddbb="_".join(parts[1:-1]),
+            pretrained=False,
+            sigmoid_means="real",
+        )
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    config.pretrained = False  # the weights file replaces any initialisation
+    det = build_detector(config, device)
+    det.load_weights(weights)
+    return det

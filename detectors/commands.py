@@ -1,0 +1,103 @@
+"""`dffr train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dffr.clickutil import RegistryChoice
+from dffr.detectors.base import DETECTORS, DetectorConfig
+from dffr.detectors.negatives import NEGATIVES
+from dffr.errors import DffrError
+from dffr.regions.masks import REGIONS
+
+
+@click.command("train")
+@click.option("--detector", required=True, type=RegistryChoice(DETECTORS))
+@click.option("--region", required=True, type=click.Choice(REGIONS))
+@click.option("--cache", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--ddbb", default="", help="database name for the model's file name (default: the cache's)"
+)
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--batch", default=32, show_default=True)
+@click.option("--input-size", default=200, show_default=True)
+@click.option("--lr", type=float, default=None, help="learning rate (default: the detector's)")
+@click.option(
+    "--warmup-epochs",
+    default=3,
+    show_default=True,
+    help="Xception: epochs training only the new head first",
+)
+@click.option(
+    "--patience",
+    default=5,
+    show_default=True,
+    help="stop after this many epochs without a better val AUC",
+)
+@click.option(
+    "--negatives",
+    default="none",
+    show_default=True,
+    type=RegistryChoice(NEGATIVES, extra=("none",)),
+    help="learn from real faces only: synthesise the fakes",
+)
+@click.option(
+    "--pretrained/--no-pretrained",
+    default=None,
+    help="require (or refuse) ImageNet initialisation; default: use it when present",
+)
+@click.option(
+    "--imagenet",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="a local ImageNet weights file for the backbone",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", default="models", show_default=True, type=click.Path(path_type=Path))
+@click.option("--resume", is_flag=True, help="continue from the last checkpoint")
+@click.pass_context
+def train_cmd(
+    ctx,
+    detector,
+    region,
+    cache,
+    ddbb,
+    epochs,
+    batch,
+    input_size,
+    lr,
+    warmup_epochs,
+    patience,
+    negatives,
+    pretrained,
+    imagenet,
+    seed,
+    out,
+    resume,
+):
+    """Train one detector on one facial region of a cached database."""
+    from dffr.detectors.training import train
+
+    config = DetectorConfig(
+        detector,
+        region=region,
+        ddbb=ddbb,
+        input_size=input_size,
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        warmup_epochs=warmup_epochs,
+        patience=patience,
+        seed=seed,
+        pretrained=pretrained,
+        imagenet=str(imagenet) if imagenet else None,
+        negatives=negatives,
+    )
+    try:
+        result = train(config, cache, out, resume=resume, device=(ctx.obj or {}).get("device"))
+    except DffrError as e:
+        raise click.ClickException(str(e)) from None
+    auc = "n/a" if result.val_auc is None else f"{result.val_auc:.4f}"
+    click.echo(f"{result.weights}: best val AUC {auc}", err=True)

@@ -1,0 +1,117 @@
+"""Region images for training and scoring, cut on the fly from the face cache.
+
+`RegionData` holds index rows of one split and serves batches of one region's images.
+With `negatives` set, only the real faces are used, each once as itself (label 0) and
+once as a fake synthesised from it (label 1). Every index row it reads is recorded in
+`touched`, so a test can prove that training never looked at test rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dffr.datasets.cache import read_index
+from dffr.detectors.negatives import NEGATIVES
+from dffr.images import read_image
+from dffr.regions.masks import apply_mask, region_masks
+
+
+class Batches:
+    """Seeded, shuffled, rank-sharded batches over anything with `labels` and `images`."""
+
+    seed: int = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def images(self, positions, epoch: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def batches(
+        self, batch: int, shuffle: bool = False, epoch: int = 0, part: tuple[int, int] = (0, 1)
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(images, labels) batches; `part` (rank, world) takes every world-th sample."""
+        order = np.arange(len(self))
+        if shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(order)
+        rank, world = part
+        if world > 1:  # equal shares (padded by repetition) keep the ranks in step
+            order = np.resize(order, -(-len(order) // world) * world)[rank::world]
+        labels = self.labels
+        for start in range(0, len(order), batch):
+            idx = order[start : start + batch]
+            yield self.images(idx, epoch), labels[idx]
+
+
+class ArrayData(Batches):
+    """In-memory images and labels (tests, notebooks)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> None:
+        self._images = np.asarray(images)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.seed = seed
+
+    def images(self, positions, epoch: int = 0) -> np.ndarray:
+        return self._images[np.asarray(positions)]
+
+
+@dataclass
+class RegionData(Batches):
+    cache: Path
+    rows: pd.DataFrame  # index rows; `row_id` is the row's position in the full index
+    region: str
+    negatives: str = "none"
+    seed: int = 0
+    touched: set = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.negatives != "none":
+            real = np.flatnonzero(self.rows["label"].to_numpy() == 0)
+            self._samples = [(int(i), False) for i in real] + [(int(i), True) for i in real]
+            self._fake = NEGATIVES.get(self.negatives)
+        else:
+            self._samples = [(i, False) for i in range(len(self.rows))]
+
+    @classmethod
+    def from_cache(cls, cache: str | Path, split: str, region: str, **kw) -> RegionData:
+        df = read_index(cache)
+        df.insert(0, "row_id", np.arange(len(df)))
+        return cls(Path(cache), df[df["split"] == split].reset_index(drop=True), region, **kw)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        lab = self.rows["label"].to_numpy()
+        return np.array([1 if synth else int(lab[i]) for i, synth in self._samples], np.int64)
+
+    def fingerprint(self) -> str:
+        """A short hash of which faces (and labels) this data holds."""
+        key = "\n".join(
+            f"{v}|{f}|{lab}"
+            for v, f, lab in zip(
+                self.rows["video"], self.rows["frame"], self.rows["label"], strict=True
+            )
+        )
+        return hashlib.sha256(f"{self.negatives}\n{key}".encode()).hexdigest()[:16]
+
+    def images(self, positions, epoch: int = 0) -> np.ndarray:
+        """uint8 (n, H, W, 3) region images of the given sample positions."""
+        out = []
+        for p in positions:
+            i, synth = self._samples[int(p)]
+            row = self.rows.iloc[i]
+            self.touched.add(int(row["row_id"]))
+            crop = read_image(self.cache / row["face"])
+            if synth:  # a new fake each epoch, the same one for a given (seed, epoch, face)
+                rng = np.random.default_rng([self.seed, epoch, int(row["row_id"])])
+                crop = self._fake(crop, row["landmarks"], rng)
+            out.append(apply_mask(crop, region_masks(row["landmarks"], crop.shape)[self.region]))
+        return np.stack(out)

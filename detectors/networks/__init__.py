@@ -1,0 +1,1 @@
+"""The detectors, one module each, registered with `@DETECTORS.register(name)`."""

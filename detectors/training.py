@@ -1,0 +1,129 @@
+"""`dffr train`: one model per (detector, region, database), from the face cache.
+
+Reads the cache's train split to fit and its val split to select; never the test split.
+Writes `models/<DB>/<Detector>_<DB>_<region>.{pt,keras}`, a JSON sidecar (config, input
+size, normalisation, label convention, val AUC, training data summary and fingerprint),
+a per-epoch CSV log and TensorBoard events, and a checkpoint for `--resume`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dffr import __version__
+from dffr.detectors.base import (
+    Detector,
+    DetectorConfig,
+    build_detector,
+    model_path,
+    sidecar_path,
+)
+from dffr.detectors.data import RegionData
+from dffr.detectors.training_log import TrainingLog
+from dffr.errors import DffrError
+
+LABELS = "score = P(fake); labels 1 = fake, 0 = real"
+
+
+@dataclass
+class TrainResult:
+    detector: Detector
+    weights: Path
+    val_auc: float | None
+    train_data: RegionData
+    val_data: RegionData
+
+
+def _counts(data: RegionData) -> dict:
+    labels = data.labels
+    return {
+        "faces": int(len(labels)),
+        "real": int((labels == 0).sum()),
+        "fake": int((labels == 1).sum()),
+        "videos": int(data.rows["video"].nunique()),
+    }
+
+
+def train(
+    config: DetectorConfig,
+    cache: str | Path,
+    out: str | Path = "models",
+    resume: bool = False,
+    device: str | None = None,
+) -> TrainResult:
+    """Train one detector on one region of a cached database; returns the trained model."""
+    from dffr.detectors.torch_detector import distributed
+
+    cache, out = Path(cache), Path(out)
+    rank = distributed()[0] if config.detector != "Xception" else 0
+    train_data = RegionData.from_cache(
+        cache, "train", config.region, negatives=config.negatives, seed=config.seed
+    )
+    if len(train_data) == 0:
+        raise DffrError(f"{cache}: no rows in the train split to train on")
+    if len(set(train_data.labels)) < 2:
+        raise DffrError(
+            f"{cache}: the train split holds one class only; use --negatives "
+            "fwa or sbi to synthesise fakes from real faces"
+        )
+    val_data = RegionData.from_cache(cache, "val", config.region, seed=config.seed)
+    if config.negatives != "none" and not (val_data.labels == 1).any():
+        val_data = RegionData.from_cache(
+            cache, "val", config.region, seed=config.seed + 1, negatives=config.negatives
+        )
+    if not config.ddbb:
+        config.ddbb = str(train_data.rows["ddbb"].iloc[0])
+    weights = model_path(out, config.detector, config.ddbb, config.region)
+    ckpt = weights.parent / "checkpoints" / f"{weights.stem}.ckpt{weights.suffix}"
+    if not resume and rank == 0:
+        for stale in ckpt.parent.glob(f"{weights.stem}.ckpt*"):
+            stale.unlink()
+        shutil.rmtree(weights.parent / "runs" / weights.stem, ignore_errors=True)
+    log = TrainingLog(
+        weights.with_suffix(".log.csv"), weights.parent / "runs" / weights.stem, enabled=rank == 0
+    )
+    det = build_detector(config, device)
+    try:
+        det.fit(train_data, val_data, log, checkpoint=ckpt)
+    finally:
+        log.close()
+    if rank == 0:
+        det.save(weights)
+        meta = {
+            "config": config.to_dict(),
+            "detector": det.name,
+            "input_size": config.input_size,
+            "normalisation": det.normalisation,
+            "labels": LABELS,
+            "val_auc": det.val_auc,
+            "data": {
+                "cache": str(cache),
+                "train": _counts(train_data),
+                "val": _counts(val_data),
+                "fingerprint": train_data.fingerprint() + val_data.fingerprint(),
+            },
+            "history": log.rows,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "dffr": __version__,
+        }
+        sidecar_path(weights).write_text(json.dumps(_clean(meta), indent=2))
+    return TrainResult(det, weights, det.val_auc, train_data, val_data)
+
+
+def _clean(v):
+    """JSON-safe: NumPy scalars to Python, NaN to null (strict parsers reject NaN)."""
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    return v

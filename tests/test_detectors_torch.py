@@ -1,0 +1,159 @@
+"""DSP-FWA and Capsule-Forensics-v2: layouts, conventions, learning, saving, loading."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from dffr.detectors.base import (
+    DETECTORS,
+    DetectorConfig,
+    WeightsError,
+    build_detector,
+    load_detector,
+)
+from dffr.detectors.data import ArrayData
+from dffr.detectors.training_log import TrainingLog
+from dffr.errors import MissingWeightsError
+
+warnings.filterwarnings("ignore", message="ImageNet weights")
+
+REFERENCE = {"DSP-FWA": "dsp_fwa_sppnet_resnet50.json", "Capsule": "capsule_net.json"}
+
+
+def make(name, **kw):
+    kw.setdefault("input_size", 64)
+    kw.setdefault("pretrained", False)
+    return build_detector(DetectorConfig(name, **kw), "cpu")
+
+
+@pytest.mark.parametrize("name", ["DSP-FWA", "Capsule"])
+def test_state_dict_layout_matches_the_seed_release(name, reference_dir):
+    ref = json.loads((reference_dir / REFERENCE[name]).read_text())
+    det = make(name, input_size=200)
+    own = {
+        k: list(v.shape) for k, v in det.model.state_dict().items() if not k.startswith("vgg.")
+    }  # Capsule's front end is not in the release
+    assert own == ref
+
+
+def test_spp_width_follows_the_input_size():
+    for size, expected in [(200, 2048 * (1 + 4 + 36)), (64, 2048 * (1 + 4 + 4))]:
+        assert make("DSP-FWA", input_size=size).model.classifier.in_features == expected
+
+
+@pytest.mark.parametrize("name", ["DSP-FWA", "Capsule"])
+def test_scores_are_probabilities_of_fake_for_any_image_size(name, tiny_faces):
+    det = make(name)
+    images = tiny_faces[0][:5]
+    p = det.predict(images)
+    assert p.shape == (5,) and p.dtype == np.float32 and ((p >= 0) & (p <= 1)).all()
+    assert np.allclose(
+        det.predict(np.stack([np.pad(i, ((8, 8), (8, 8), (0, 0))) for i in images])).shape, (5,)
+    )
+
+
+def test_fake_is_class_zero_as_in_the_seed_release(tiny_faces):
+    det = make("DSP-FWA")
+    with torch.no_grad():
+        det.model.classifier.weight.zero_()
+        det.model.classifier.bias.copy_(torch.tensor([5.0, -5.0]))  # class 0 wins
+    assert (det.predict(tiny_faces[0][:3]) > 0.99).all()
+    det.config.fake_index = 1
+    assert (det.predict(tiny_faces[0][:3]) < 0.01).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, batch, epochs, lr", [("DSP-FWA", 16, 10, 3e-4), ("Capsule", 16, 6, 1e-3)]
+)
+def test_overfits_a_tiny_batch_of_real_faces(name, batch, epochs, lr, tiny_faces):
+    images, labels, _ = tiny_faces
+    data = ArrayData(images, labels)
+    det = make(name, epochs=epochs, batch=batch, lr=lr, patience=epochs)
+    log = TrainingLog(None)
+    det.fit(data, data, log)
+    scores = det.predict(images)
+    assert roc_auc_score(labels, scores) == 1.0
+    assert scores[labels == 1].mean() > scores[labels == 0].mean()  # orientation: P(fake)
+    assert det.val_auc == 1.0
+    assert log.rows[-1]["train_loss"] < log.rows[0]["train_loss"]
+
+
+@pytest.mark.parametrize("name", ["DSP-FWA", "Capsule"])
+def test_save_load_round_trip_gives_identical_scores(name, tiny_faces, tmp_path):
+    det = make(name)
+    with torch.no_grad():  # move BN statistics away from their defaults
+        det.model.train()
+        det.model(det._tensor(tiny_faces[0][:8]))
+    path = tmp_path / f"{name}_DB_eyes.pt"
+    det.save(path)
+    path.with_suffix(".json").write_text(json.dumps({"config": det.config.to_dict()}))
+    again = load_detector(path, "cpu")
+    assert np.array_equal(det.predict(tiny_faces[0]), again.predict(tiny_faces[0]))
+
+
+def test_seed_released_dsp_fwa_file_loads_without_sidecar(tiny_faces, tmp_path):
+    det = make("DSP-FWA", input_size=200)
+    path = tmp_path / "DSP-FWA_FaceForensics_mouth.pt"
+    torch.save({f"module.{k}": v for k, v in det.model.state_dict().items()}, path)
+    loaded = load_detector(path, "cpu")  # DataParallel prefixes are tolerated
+    assert (loaded.config.ddbb, loaded.config.region, loaded.config.input_size) == (
+        "FaceForensics",
+        "mouth",
+        200,
+    )
+    assert np.array_equal(det.predict(tiny_faces[0][:4]), loaded.predict(tiny_faces[0][:4]))
+
+
+def test_seed_released_capsule_file_needs_and_uses_imagenet_vgg(tiny_faces, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    det = make("Capsule", input_size=200)
+    capsule_only = {k: v for k, v in det.model.state_dict().items() if not k.startswith("vgg.")}
+    path = tmp_path / "Capsule_CelebDF_eyes.pt"
+    torch.save(capsule_only, path)
+    with pytest.raises(MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
+        load_detector(path, "cpu")
+    # a stand-in for torchvision's ImageNet VGG19 file, holding the front end det has
+    imagenet = tmp_path / "vgg19.pth"
+    torch.save({f"features.{k}": v for k, v in det.model.vgg.state_dict().items()}, imagenet)
+    loaded = load_detector(path, "cpu", imagenet=str(imagenet))
+    assert np.array_equal(det.predict(tiny_faces[0][:4]), loaded.predict(tiny_faces[0][:4]))
+
+
+def test_bad_weight_files_are_refused_clearly(tmp_path):
+    bad = tmp_path / "DSP-FWA_X_eyes.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError, match="not a loadable PyTorch weights file"):
+        load_detector(bad, "cpu")
+    wrong = tmp_path / "Capsule_X_eyes.pt"
+    torch.save(make("DSP-FWA").model.state_dict(), wrong)
+    with pytest.raises(WeightsError, match="do not fit Capsule.*missing"):
+        load_detector(wrong, "cpu")
+    pickled = tmp_path / "DSP-FWA_X_nose.pt"
+    torch.save({"model": object()}, pickled)  # needs unpickling arbitrary objects
+    with pytest.raises(WeightsError):
+        load_detector(pickled, "cpu")
+    with pytest.raises(WeightsError, match="not found"):
+        load_detector(tmp_path / "nope.pt")
+    odd = tmp_path / "weights.pt"
+    odd.write_bytes(b"x")
+    with pytest.raises(WeightsError, match="no sidecar"):
+        load_detector(odd)
+
+
+def test_pretrained_required_but_absent_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(MissingWeightsError, match="resnet50-0676ba61.pth"):
+        make("DSP-FWA", pretrained=True)
+    with pytest.warns(UserWarning, match="random initialisation"):
+        build_detector(DetectorConfig("DSP-FWA", input_size=64), "cpu")
+
+
+def test_registry():
+    assert {"Xception", "Capsule", "DSP-FWA"} <= set(DETECTORS.names())
