@@ -50,6 +50,7 @@ class DetectorConfig:
     negatives: str = "none"  # none | fwa | sbi
     fake_index: int = 0  # two-class heads: the class index of FAKE (the seed's convention)
     sigmoid_means: str = "fake"  # Keras sigmoid heads: "fake" (ours) or "real" (seed .hdf5)
+    head: str = "sigmoid"  # Xception: one sigmoid unit, or "softmax" over 2 classes
     extra: dict = field(default_factory=dict)
 
     @classmethod

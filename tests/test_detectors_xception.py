@@ -77,3 +77,61 @@ def test_corrupt_keras_file_and_missing_imagenet(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(MissingWeightsError, match="xception_weights_tf_dim_ordering"):
         build_detector(DetectorConfig("Xception", input_size=72, pretrained=True), "cpu")
+
+
+def test_two_class_head_with_fake_at_index_zero(tiny_faces, tmp_path):
+    images, labels, _ = tiny_faces
+    data = ArrayData(images, labels)
+    det = build_detector(
+        DetectorConfig(
+            "Xception",
+            input_size=72,
+            epochs=1,
+            warmup_epochs=1,
+            batch=8,
+            pretrained=False,
+            head="softmax",
+        ),
+        "cpu",
+    )
+    assert det.model.output_shape[-1] == 2
+    det.fit(data, data, TrainingLog(None))
+    scores = det.predict(images)
+    assert roc_auc_score(labels, scores) > 0.9
+    raw = np.asarray(det.model(det.prepare(images), training=False))
+    assert np.allclose(scores, raw[:, 0], atol=1e-6)  # P(fake) is class 0, as in the seed
+    path = tmp_path / "Xception_DB_nose.keras"
+    det.save(path)
+    again = load_detector(path, "cpu")  # no sidecar: the head is read off the model
+    assert again.config.head == "softmax"
+
+
+def test_runs_on_the_torch_backend(tiny_faces, tmp_path):
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "x.npy", tiny_faces[0])
+    np.save(tmp_path / "y.npy", tiny_faces[1])
+    script = f"""
+import warnings; warnings.simplefilter("ignore")
+import keras, numpy as np
+assert keras.config.backend() == "torch"
+from dffr.detectors.base import DetectorConfig, build_detector, load_detector
+from dffr.detectors.data import ArrayData
+from dffr.detectors.training_log import TrainingLog
+x, y = np.load({str(tmp_path / "x.npy")!r}), np.load({str(tmp_path / "y.npy")!r})
+det = build_detector(DetectorConfig("Xception", input_size=72, epochs=1, warmup_epochs=1,
+                                    batch=8, pretrained=False), "cpu")
+det.fit(ArrayData(x, y), ArrayData(x, y), TrainingLog(None))
+p = det.predict(x)
+assert p.shape == (16,) and ((p >= 0) & (p <= 1)).all()
+det.save(__import__("pathlib").Path({str(tmp_path / "t.keras")!r}))
+print("mean fake - real", p[y == 1].mean() - p[y == 0].mean())
+"""
+    env = {**__import__("os").environ, "KERAS_BACKEND": "torch"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.split()[-1]) > 0
+    assert (tmp_path / "t.keras").is_file()

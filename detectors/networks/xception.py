@@ -1,11 +1,11 @@
 """Xception (Chollet, CVPR 2017) in Keras 3, as FaceForensics++ and the paper train it.
 
 `keras.applications.Xception` without its top, global average pooling and one sigmoid
-unit. Training: the new head alone for `warmup_epochs` with the body frozen, then the
+unit (or, with `head="softmax"`, two softmax units with FAKE at `fake_index`). Training: the new head alone for `warmup_epochs` with the body frozen, then the
 whole network, keeping the epoch with the best validation AUC. Inputs are RGB scaled to
 [0, 1] (the seed's released models). Runs on the TensorFlow backend (one
-`tf.distribute.MirroredStrategy` replica per GPU when there are several) and on
-`KERAS_BACKEND=torch`. Our sigmoid is P(fake); a seed `.hdf5` (Keras folder order,
+`tf.distribute.MirroredStrategy` replica per GPU when there are several, mixed precision
+on GPU) and on `KERAS_BACKEND=torch`. Our sigmoid is P(fake); a seed `.hdf5` (Keras folder order,
 fake before real) gives P(real), turned around by `sigmoid_means="real"`.
 """
 
@@ -88,26 +88,45 @@ class Xception(Detector):
                 raise WeightsError(
                     f"{imagenet}: not Xception no-top ImageNet weights ({e})"
                 ) from None
-        out = k.layers.Dense(1, activation="sigmoid", name="fake")(base.output)
+        if self.device.kind == "cuda":
+            k.config.set_dtype_policy("mixed_float16")
+        if self.config.head not in ("sigmoid", "softmax"):
+            raise ValueError(f"Xception head must be sigmoid or softmax, not {self.config.head!r}")
+        units, act = (1, "sigmoid") if self.config.head == "sigmoid" else (2, "softmax")
+        out = k.layers.Dense(units, activation=act, name="fake", dtype="float32")(base.output)
         return k.Model(base.input, out, name="xception_dffr")
 
     def _compile(self, lr: float) -> None:
-        self.model.compile(optimizer=self.keras.optimizers.Adam(lr), loss="binary_crossentropy")
+        loss = (
+            "binary_crossentropy"
+            if self.config.head == "sigmoid"
+            else "sparse_categorical_crossentropy"
+        )
+        self.model.compile(optimizer=self.keras.optimizers.Adam(lr), loss=loss)
 
-    def _sigmoid_targets(self, labels: np.ndarray) -> np.ndarray:
-        y = np.asarray(labels, dtype=np.float32)
+    def _targets(self, labels: np.ndarray) -> np.ndarray:
+        """dffr labels (1 = fake) -> what this head is trained to output."""
+        y = np.asarray(labels)
+        if self.config.head == "softmax":
+            return np.where(y == 1, self.config.fake_index, 1 - self.config.fake_index)
+        y = y.astype(np.float32)
         return y if self.config.sigmoid_means == "fake" else 1.0 - y
+
+    def _p_fake(self, raw: np.ndarray) -> np.ndarray:
+        if self.config.head == "softmax":
+            return raw[:, self.config.fake_index]
+        p = raw.reshape(-1)
+        return p if self.config.sigmoid_means == "fake" else 1.0 - p
 
     def predict(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
         out = []
         with self._scope():
             for s in range(0, len(images), batch):
-                p = self.keras.ops.convert_to_numpy(
+                raw = self.keras.ops.convert_to_numpy(
                     self.model(self.prepare(images[s : s + batch]), training=False)
                 )
-                out.append(p.reshape(-1))
-        p = np.concatenate(out) if out else np.zeros(0, np.float32)
-        return p if self.config.sigmoid_means == "fake" else 1.0 - p
+                out.append(self._p_fake(raw.astype(np.float32)))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _evaluate(self, data, batch: int) -> tuple[float, float]:
         scores, labels = [], []
@@ -154,8 +173,7 @@ class Xception(Detector):
                     leave=False,
                 ):
                     losses.append(
-                        float(self.model.train_on_batch(self.prepare(x), self._sigmoid_targets(y)))
-                        * len(y)
+                        float(self.model.train_on_batch(self.prepare(x), self._targets(y))) * len(y)
                     )
             self.recalibrate_bn(train)
             auc, val_loss = self._evaluate(val, cfg.batch)
@@ -231,3 +249,4 @@ class Xception(Detector):
         shape = tuple(self.model.input_shape[1:3])
         if shape != (self.config.input_size,) * 2:
             self.config.input_size = int(shape[0])
+        self.config.head = "sigmoid" if self.model.output_shape[-1] == 1 else "softmax"
