@@ -25,52 +25,54 @@ def timed(fn, reps: int) -> float:
     return (time.perf_counter() - t) / reps
 
 
+def measure(det, batch: int, reps: int) -> tuple[float, float, float, float]:
+    """Seconds per call: (ours inference, bare inference, ours train step, bare step)."""
+    imgs = np.random.default_rng(0).integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
+    labels = np.arange(batch) % 2
+    x = det.prepare(imgs)
+    model = det.model
+    if det.name == "Xception":
+        det._compile(1e-4)
+        y = det._targets(labels)
+        return (
+            timed(lambda: det.predict(imgs, batch=batch), reps),
+            timed(lambda: model(x, training=False), reps),
+            timed(lambda: model.train_on_batch(det.prepare(imgs), det._targets(labels)), reps),
+            timed(lambda: model.train_on_batch(x, y), reps),
+        )
+    import torch
+
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-4)
+    yt = det.targets(labels)
+
+    def bare_forward():
+        model.eval()
+        with torch.no_grad():
+            det.probabilities(model(xt))
+
+    def step(inp):
+        model.train()
+        loss = det.loss(det.forward_train(model, inp), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return (
+        timed(lambda: det.predict(imgs, batch=batch), reps),
+        timed(bare_forward, reps),
+        timed(lambda: step(det._tensor(imgs)), reps),
+        timed(lambda: step(xt), reps),
+    )
+
+
 def bench(name: str, size: int, reps: int) -> list[tuple]:
     from dffr.detectors.base import DetectorConfig, build_detector
 
     det = build_detector(DetectorConfig(name, input_size=size, pretrained=False), "cpu")
     rows = []
     for batch in (1, 32):
-        imgs = np.random.default_rng(0).integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
-        labels = np.arange(batch) % 2
-        x = det.prepare(imgs)
-        if name == "Xception":
-            import keras
-
-            model = det.model
-            det._compile(1e-4)
-            ours_inf = timed(lambda: det.predict(imgs, batch=batch), reps)
-            bare_inf = timed(lambda: model(x, training=False), reps)
-            y = labels.astype("float32")
-            ours_tr = timed(
-                lambda: model.train_on_batch(det.prepare(imgs), det._targets(labels)), reps
-            )
-            bare_tr = timed(lambda: model.train_on_batch(x, y), reps)
-            del keras
-        else:
-            import torch
-
-            model = det.model
-            xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-            opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-4)
-            yt = det.targets(labels)
-
-            def bare_forward():
-                model.eval()
-                with torch.no_grad():
-                    det.probabilities(model(xt))
-
-            def step(inp):
-                model.train()
-                loss = det.loss(det.forward_train(model, inp), yt)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-
-            ours_inf = timed(lambda: det.predict(imgs, batch=batch), reps)
-            bare_inf = timed(bare_forward, reps)
-            ours_tr = timed(lambda: step(det._tensor(imgs)), reps)
-            bare_tr = timed(lambda: step(xt), reps)
+        ours_inf, bare_inf, ours_tr, bare_tr = measure(det, batch, reps)
         rows.append((name, batch, "inference", batch / ours_inf, batch / bare_inf))
         rows.append((name, batch, "train step", batch / ours_tr, batch / bare_tr))
     return rows

@@ -1,12 +1,13 @@
 """Xception (Chollet, CVPR 2017) in Keras 3, as FaceForensics++ and the paper train it.
 
 `keras.applications.Xception` without its top, global average pooling and one sigmoid
-unit (or, with `head="softmax"`, two softmax units with FAKE at `fake_index`). Training: the new head alone for `warmup_epochs` with the body frozen, then the
-whole network, keeping the epoch with the best validation AUC. Inputs are RGB scaled to
+unit (or, with `head="softmax"`, two softmax units with FAKE at `fake_index`).
+Training: the new head alone for `warmup_epochs` with the body frozen, then the whole
+network, keeping the epoch with the best validation AUC. Inputs are RGB scaled to
 [0, 1] (the seed's released models). Runs on the TensorFlow backend (one
 `tf.distribute.MirroredStrategy` replica per GPU when there are several, mixed precision
-on GPU) and on `KERAS_BACKEND=torch`. Our sigmoid is P(fake); a seed `.hdf5` (Keras folder order,
-fake before real) gives P(real), turned around by `sigmoid_means="real"`.
+on GPU) and on `KERAS_BACKEND=torch`. Our sigmoid is P(fake); a seed `.hdf5` (Keras
+folder order, fake before real) gives P(real), turned around by `sigmoid_means="real"`.
 """
 
 from __future__ import annotations
