@@ -11,6 +11,8 @@ from dffr.datasets.commands import merge_cache_cmd, preprocess_cmd, regions_cmd
 from dffr.detectors.commands import train_cmd
 from dffr.device import resolve_device
 from dffr.errors import DffrError
+from dffr.experiments.commands import evaluate_cmd, score_cmd
+from dffr.fusion.commands import fuse_cmd
 from dffr.regions.commands import landmarks, segment
 
 
@@ -51,5 +53,15 @@ def demo(ctx: click.Context, out: Path) -> None:
     click.echo(f"wrote the five regions and {out / 'astronaut_overlay.png'}")
 
 
-for command in (segment, landmarks, preprocess_cmd, merge_cache_cmd, regions_cmd, train_cmd):
+for command in (
+    segment,
+    landmarks,
+    preprocess_cmd,
+    merge_cache_cmd,
+    regions_cmd,
+    train_cmd,
+    score_cmd,
+    fuse_cmd,
+    evaluate_cmd,
+):
     main.add_command(command)

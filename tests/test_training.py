@@ -15,37 +15,12 @@ import torch
 from click.testing import CliRunner
 
 from dffr.cli import main
-from dffr.datasets import get_dataset
-from dffr.datasets.preprocess import Settings, preprocess
 from dffr.detectors.base import DetectorConfig, load_detector
 from dffr.detectors.negatives import NEGATIVES
 from dffr.detectors.training import train
 from dffr.regions import region_masks
 
 warnings.filterwarnings("ignore", message="ImageNet weights")
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory, face_video):
-    """A folder database with explicit splits, preprocessed: 3 frames a video, 64 px."""
-    root = tmp_path_factory.mktemp("db")
-    data = face_video.read_bytes()
-    for rel in [
-        "train/real/a.mp4",
-        "train/real/b.mp4",
-        "train/fake/c.mp4",
-        "train/fake/d.mp4",
-        "val/real/e.mp4",
-        "val/fake/f.mp4",
-        "test/real/g.mp4",
-        "test/fake/h.mp4",
-    ]:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    out = tmp_path_factory.mktemp("cache")
-    ds = get_dataset("folder", root)
-    preprocess(ds.items(), root, out, Settings(frames=3, size=64), progress=False)
-    return out
 
 
 def _config(**kw):

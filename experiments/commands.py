@@ -1,0 +1,104 @@
+"""`dffr score` and `dffr evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from dffr.errors import DffrError
+from dffr.regions.masks import REGIONS
+
+
+def _csv(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else default
+
+
+@click.command("score")
+@click.option("--cache", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--models", default="models", show_default=True, type=click.Path(path_type=Path))
+@click.option("--train-ddbb", required=True, help="database the models were trained on")
+@click.option("--detectors", default=None, help="comma list (default: all three)")
+@click.option("--regions", default=None, help="comma list (default: all five)")
+@click.option(
+    "--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"])
+)
+@click.option("--batch", default=32, show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def score_cmd(ctx, cache, models, train_ddbb, detectors, regions, split, batch, out):
+    """Score every (detector, region) model on a cached split -> scores.parquet."""
+    from dffr.detectors.base import DETECTORS
+    from dffr.experiments.scoring import score
+
+    dets = _csv(detectors, ("Xception", "Capsule", "DSP-FWA"))
+    regs = _csv(regions, REGIONS)
+    for d in dets:
+        if d not in DETECTORS:
+            raise click.BadParameter(
+                f"{d!r}: choose from {DETECTORS.names()}", param_hint="--detectors"
+            )
+    for r in regs:
+        if r not in REGIONS:
+            raise click.BadParameter(f"{r!r}: choose from {REGIONS}", param_hint="--regions")
+    try:
+        rep = score(
+            cache,
+            models,
+            train_ddbb,
+            out,
+            dets,
+            regs,
+            split,
+            device=(ctx.obj or {}).get("device"),
+            batch=batch,
+        )
+    except DffrError as e:
+        raise click.ClickException(str(e)) from None
+    for path in rep.missing:
+        click.echo(
+            f"missing model: {path} (train it with `dffr train`, or put the seed's "
+            "released model there)",
+            err=True,
+        )
+    click.echo(
+        f"{out}: scored {len(rep.scored)} model(s), {len(rep.skipped)} already there, "
+        f"{len(rep.missing)} missing; {rep.rows} row(s)",
+        err=True,
+    )
+    if not rep.scored and not rep.skipped:
+        raise click.ClickException("no model to score with")
+
+
+@click.command("evaluate")
+@click.option("--scores", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--level", default="frame", show_default=True, type=click.Choice(["frame", "video"]))
+@click.option("--split", default="test", show_default=True)
+@click.option(
+    "--bootstrap",
+    default=1000,
+    show_default=True,
+    help="bootstrap resamples over videos for 95%% intervals (0: none)",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="also write a CSV")
+def evaluate_cmd(scores, level, split, bootstrap, out):
+    """AUC, EER, AP and accuracy per (train, test, detector, region), with 95% CIs."""
+    from dffr.experiments.metrics import evaluate
+
+    df = pd.read_parquet(scores)
+    df = df[df["split"] == split]
+    if df.empty:
+        raise click.ClickException(f"{scores}: no rows in split {split!r}")
+    table = evaluate(df, level=level, n_bootstrap=bootstrap)
+    if out:
+        table.to_csv(out, index=False)
+    show = table[["train_ddbb", "test_ddbb", "detector", "region", "n"]].copy()
+    for m in ("auc", "eer", "ap", "acc"):
+        show[m] = table[m].map(lambda v: f"{v:.3f}")
+        if f"{m}_lo" in table:
+            show[m] += [
+                f" [{lo:.3f}, {hi:.3f}]"
+                for lo, hi in zip(table[f"{m}_lo"], table[f"{m}_hi"], strict=True)
+            ]
+    click.echo(show.to_string(index=False))

@@ -1,0 +1,89 @@
+"""Detection metrics at frame and video level, with bootstrap confidence intervals.
+
+AUC, AP and accuracy come from scikit-learn; the EER is read off the ROC curve where the
+false-positive and false-negative rates cross (linearly interpolated). Video level =
+the mean of a video's frame scores. Confidence intervals resample whole videos, since
+frames of one video are not independent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
+
+GROUP = ["train_ddbb", "test_ddbb", "detector", "region", "split"]
+METRICS = ("auc", "eer", "ap", "acc")
+
+
+def eer(labels, scores) -> float:
+    """Equal error rate: where the ROC's false-positive rate equals its miss rate."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fnr = 1 - tpr
+    d = fpr - fnr  # rises from -1 to 1 along the curve
+    i = int(np.searchsorted(d, 0.0))
+    if i == 0:
+        return float(fpr[0])
+    if d[i] == d[i - 1]:
+        return float((fpr[i] + fnr[i]) / 2)
+    t = -d[i - 1] / (d[i] - d[i - 1])
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def metrics(labels, scores) -> dict[str, float]:
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    both = len(np.unique(labels)) == 2
+    return {
+        "auc": float(roc_auc_score(labels, scores)) if both else np.nan,
+        "eer": eer(labels, scores) if both else np.nan,
+        "ap": float(average_precision_score(labels, scores)) if both else np.nan,
+        "acc": float(accuracy_score(labels, scores >= 0.5)),
+    }
+
+
+def video_level(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per video: the mean of its frame scores."""
+    keys = [c for c in GROUP + ["video", "label", "method"] if c in scores]
+    return scores.groupby(keys, as_index=False, sort=False)["score"].mean()
+
+
+def bootstrap(
+    scores: pd.DataFrame, n: int = 1000, seed: int = 0, level: str = "frame"
+) -> dict[str, tuple[float, float]]:
+    """95% intervals of each metric, resampling videos with replacement."""
+    videos = scores["video"].unique()
+    by_video = {v: g for v, g in scores.groupby("video")}
+    rng = np.random.default_rng(seed)
+    draws = {m: [] for m in METRICS}
+    for _ in range(n):
+        pick = rng.choice(videos, size=len(videos), replace=True)
+        sample = pd.concat([by_video[v] for v in pick], ignore_index=True)
+        m = metrics(sample["label"], sample["score"])
+        for k in METRICS:
+            draws[k].append(m[k])
+    return {
+        k: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5)))
+        if not np.all(np.isnan(v))
+        else (np.nan, np.nan)
+        for k, v in draws.items()
+    }
+
+
+def evaluate(
+    scores: pd.DataFrame, level: str = "frame", n_bootstrap: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """A metrics table: one row per (train, test, detector, region, split)."""
+    if level not in ("frame", "video"):
+        raise ValueError("level must be 'frame' or 'video'")
+    data = video_level(scores) if level == "video" else scores
+    rows = []
+    for key, g in data.groupby(GROUP, sort=True):
+        row = dict(zip(GROUP, key, strict=True))
+        row.update(
+            level=level, n=len(g), videos=g["video"].nunique(), **metrics(g["label"], g["score"])
+        )
+        if n_bootstrap:
+            for m, (lo, hi) in bootstrap(g, n_bootstrap, seed).items():
+                row[f"{m}_lo"], row[f"{m}_hi"] = lo, hi
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,52 @@
+"""`dffr fuse`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from dffr.fusion.fuse import OVER
+from dffr.fusion.rules import FUSION, FusionError
+
+
+@click.command("fuse")
+@click.option("--scores", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--over", default="regions", show_default=True, type=click.Choice(OVER))
+@click.option(
+    "--rule",
+    default="mean",
+    show_default=True,
+    help=f"{', '.join(FUSION.names())}, or path/to/rules.py:function",
+)
+@click.option(
+    "--subset",
+    default=None,
+    help="comma list of inputs (default over regions: eyes,nose,mouth,rest)",
+)
+@click.option(
+    "--norm",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "minmax", "zscore"]),
+    help="score normalisation, fitted on the val split",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def fuse_cmd(scores, over, rule, subset, norm, out):
+    """Fuse scores over regions, detectors or both -> fused.parquet."""
+    from dffr.fusion.fuse import fuse
+
+    df = pd.read_parquet(scores)
+    subset_list = [s.strip() for s in subset.split(",")] if subset else None
+    try:
+        fused = fuse(df, over=over, rule=rule, subset=subset_list, norm=norm)
+    except FusionError as e:
+        raise click.ClickException(str(e)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fused.to_parquet(out, index=False)
+    click.echo(
+        f"{out}: {len(fused)} fused row(s) "
+        f"({', '.join(sorted(set(fused['detector'] + ' / ' + fused['region'])))})",
+        err=True,
+    )

@@ -1,0 +1,115 @@
+"""`dffr fuse`: combine per-region and per-detector scores into one score per frame.
+
+Scores are laid side by side (one column per region, detector or (detector, region)),
+normalised if asked (min-max or z-score, fitted on the validation split), and fused by a
+rule (fitted on the validation split when it learns). Fused rows have the layout of
+score rows, with the fused inputs named in `detector` / `region`, so tables and
+metrics treat them like any other score.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from dffr.fusion.rules import FunctionRule, FusionError, load_rule
+
+log = logging.getLogger(__name__)
+
+ROW = ["video", "frame", "label", "split", "method", "test_ddbb", "train_ddbb"]
+PARTS = ("eyes", "nose", "mouth", "rest")
+OVER = ("regions", "detectors", "both")
+
+
+class Normaliser:
+    """Per-column min-max or z-score, fitted on validation scores only."""
+
+    def __init__(self, kind: str = "none") -> None:
+        if kind not in ("none", "minmax", "zscore"):
+            raise FusionError(f"unknown normalisation {kind!r}: use none, minmax or zscore")
+        self.kind = kind
+
+    def fit(self, scores: pd.DataFrame) -> Normaliser:
+        if self.kind == "minmax":
+            self.shift = scores.min()
+            self.scale = (scores.max() - self.shift).replace(0, 1.0)
+        elif self.kind == "zscore":
+            self.shift = scores.mean()
+            self.scale = scores.std(ddof=0).replace(0, 1.0)
+        return self
+
+    def __call__(self, scores: pd.DataFrame) -> pd.DataFrame:
+        if self.kind == "none":
+            return scores
+        return (scores - self.shift[scores.columns]) / self.scale[scores.columns]
+
+
+def side_by_side(scores: pd.DataFrame, over: str, subset=None) -> tuple[pd.DataFrame, list[str]]:
+    """Wide table: index = ROW (+ the kept column), one column per fused input."""
+    if over not in OVER:
+        raise FusionError(f"--over must be one of {OVER}, not {over!r}")
+    df = scores.copy()
+    if over == "regions":
+        df = df[df["region"].isin(subset or PARTS)]
+        keep, col = ["detector"], "region"
+    elif over == "detectors":
+        if subset:
+            df = df[df["detector"].isin(subset)]
+        keep, col = ["region"], "detector"
+    else:
+        df = df[df["region"].isin(subset or PARTS) | df["detector"].isin(subset or ())]
+        df["input"] = df["detector"] + "/" + df["region"]
+        keep, col = [], "input"
+    if df.empty:
+        raise FusionError(f"no scores to fuse over {over} (subset: {subset or 'default'})")
+    wide = df.set_index(ROW + keep + [col])["score"].unstack(col)
+    complete = wide.dropna()
+    if len(complete) < len(wide):
+        log.warning(
+            "%d frame(s) lack some of the inputs and are left out of the fusion",
+            len(wide) - len(complete),
+        )
+    return complete, keep
+
+
+def fuse(
+    scores: pd.DataFrame,
+    over: str = "regions",
+    rule: str = "mean",
+    subset=None,
+    norm: str = "none",
+    fit_split: str = "val",
+) -> pd.DataFrame:
+    """Fused score rows for every split present; learning parts fitted on `fit_split`."""
+    wide, keep = side_by_side(scores, over, subset)
+    fn = load_rule(rule)
+    tables = [wide] if not keep else [t for _, t in wide.groupby(level=keep[0])]
+    out = []
+    for table in tables:
+        fit_rows = table[table.index.get_level_values("split") == fit_split]
+        learns = not isinstance(fn, FunctionRule) or norm != "none"
+        if learns and (fit_rows.empty or fit_rows.index.get_level_values("label").nunique() < 2):
+            raise FusionError(
+                f"rule {rule!r} with normalisation {norm!r} is fitted on the {fit_split!r} "
+                f"split, which has no scores with both labels here: run `dffr score --split "
+                f"{fit_split}` first"
+            )
+        normaliser = Normaliser(norm).fit(fit_rows) if learns else Normaliser("none")
+        if not isinstance(fn, FunctionRule):
+            labels = fit_rows.index.get_level_values("label").to_numpy()
+            fn.fit(normaliser(fit_rows), labels)
+        fused = fn(normaliser(table))
+        name = f"{rule.rsplit(':', 1)[-1]}({'+'.join(map(str, table.columns))})"
+        frame = table.index.to_frame(index=False)
+        frame["score"] = np.asarray(fused, dtype=np.float64)
+        if over == "regions":
+            frame["region"] = name
+        elif over == "detectors":
+            frame["detector"] = name
+        else:
+            frame["detector"] = frame["region"] = name
+        out.append(frame)
+    result = pd.concat(out, ignore_index=True)
+    return result[ROW + ["detector", "region", "score"]]
