@@ -115,22 +115,16 @@ def test_score_command_reports_missing_models(cache, models, tmp_path):
     assert bad.exit_code == 2 and "choose from" in bad.output
 
 
+def seed(models, *extra: str) -> int:
+    """deepfakes_facial_regions.py with the tiny CelebDF eyes model."""
+    args = ["--detector", "DSP-FWA", "--region", "eyes", "--ddbb", "CelebDF", "--models"]
+    return seed_main([*args, str(models), *extra], ("DSP-FWA", "Capsule"), "dfr.py")
+
+
 def test_seed_cli_scores_a_real_face(models, astronaut, tmp_path, capsys):
     photo = tmp_path / "face.png"
     write_image(photo, astronaut)
-    args = [
-        "--detector",
-        "DSP-FWA",
-        "--region",
-        "eyes",
-        "--ddbb",
-        "CelebDF",
-        "--models",
-        str(models),
-        "--image",
-        str(photo),
-    ]
-    assert seed_main(args, ("DSP-FWA", "Capsule"), "deepfakes_facial_regions.py") == 0
+    assert seed(models, "--image", str(photo)) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("Prediction (0 - Real, 1 - Fake): ")
     model = load_detector(models / "CelebDF" / "DSP-FWA_CelebDF_eyes.pt", "cpu")
@@ -140,27 +134,8 @@ def test_seed_cli_scores_a_real_face(models, astronaut, tmp_path, capsys):
     # JSON, a figure, and an already-segmented region image
     write_image(tmp_path / "eyes.png", region)
     fig = tmp_path / "fig.png"
-    code = seed_main(
-        [
-            "--detector",
-            "DSP-FWA",
-            "--region",
-            "eyes",
-            "--ddbb",
-            "CelebDF",
-            "--models",
-            str(models),
-            "--image",
-            str(tmp_path / "eyes.png"),
-            "--pre-segmented",
-            "--json",
-            "--save",
-            str(fig),
-        ],
-        ("DSP-FWA", "Capsule"),
-        "deepfakes_facial_regions.py",
-    )
-    assert code == 0
+    extra = ["--pre-segmented", "--json", "--save", str(fig)]
+    assert seed(models, "--image", str(tmp_path / "eyes.png"), *extra) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["score"] == pytest.approx(expected, abs=1e-3)
     assert read_image(fig).shape[2] == 3
@@ -171,41 +146,23 @@ def test_seed_cli_validation_and_missing_model(models, tmp_path, capsys):
         seed_main(
             ["--detector", "Xception", "--region", "eyes", "--ddbb", "CelebDF"],
             ("DSP-FWA", "Capsule"),
-            "deepfakes_facial_regions.py",
+            "dfr.py",
         )
     assert e.value.code == 2
-    assert "invalid choice: 'Xception' (choose from 'DSP-FWA', 'Capsule')" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "invalid choice: 'Xception' (choose from 'DSP-FWA', 'Capsule')" in err
     with pytest.raises(SystemExit):
         seed_main(["--region", "lips", "--ddbb", "CelebDF"], ("Xception",), "x.py")
     assert "choose from 'entire', 'eyes', 'nose', 'mouth', 'rest'" in capsys.readouterr().err
     code = seed_main(
-        ["--region", "nose", "--ddbb", "DFDC", "--models", str(models)],
-        ("Xception",),
-        "deepfakes_facial_regions_xception.py",
+        ["--region", "nose", "--ddbb", "DFDC", "--models", str(models)], ("Xception",), "x.py"
     )
     err = capsys.readouterr().err
     assert code == 1 and "DFDC/Xception_DFDC_nose.keras" in err and "dffr train" in err
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")
-    code = seed_main(
-        [
-            "--detector",
-            "DSP-FWA",
-            "--region",
-            "eyes",
-            "--ddbb",
-            "CelebDF",
-            "--models",
-            str(models),
-            "--image",
-            str(bad),
-        ],
-        ("DSP-FWA", "Capsule"),
-        "deepfakes_facial_regions.py",
-    )
-    assert code == 1 and "not an image" in capsys.readouterr().err
+    assert seed(models, "--image", str(bad)) == 1
+    assert "not an image" in capsys.readouterr().err
 
 
 def test_top_level_scripts_run(tmp_path):
