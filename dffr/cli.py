@@ -11,7 +11,7 @@ from dffr.datasets.commands import merge_cache_cmd, preprocess_cmd, regions_cmd
 from dffr.detectors.commands import train_cmd
 from dffr.device import resolve_device
 from dffr.errors import DffrError
-from dffr.experiments.commands import evaluate_cmd, score_cmd
+from dffr.experiments.commands import evaluate_cmd, experiment_cmd, score_cmd
 from dffr.fusion.commands import fuse_cmd
 from dffr.regions.commands import landmarks, segment
 
@@ -63,5 +63,6 @@ for command in (
     score_cmd,
     fuse_cmd,
     evaluate_cmd,
+    experiment_cmd,
 ):
     main.add_command(command)

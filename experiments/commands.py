@@ -102,3 +102,21 @@ def evaluate_cmd(scores, level, split, bootstrap, out):
                 for lo, hi in zip(table[f"{m}_lo"], table[f"{m}_hi"], strict=True)
             ]
     click.echo(show.to_string(index=False))
+
+
+@click.command("experiment")
+@click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", default="results", show_default=True, type=click.Path(path_type=Path))
+@click.pass_context
+def experiment_cmd(ctx, spec, out):
+    """Run an experiment (YAML): train, score and fuse what is missing; write the tables."""
+    from dffr.experiments.runner import Experiment, run
+
+    try:
+        written = run(Experiment.load(spec), out, device=(ctx.obj or {}).get("device"))
+    except DffrError as e:
+        raise click.ClickException(str(e)) from None
+    for name in ("intra", "inter"):
+        if name in written:
+            click.echo(written[name].read_text())
+    click.echo(f"tables, metrics and ROC curves in {out}", err=True)

@@ -70,13 +70,16 @@ def score(
     device: str | None = None,
     batch: int = 32,
     progress: bool = True,
+    test_ddbb: str | None = None,
 ) -> ScoreReport:
-    """Score the `split` frames of a cache with the models trained on `train_ddbb`."""
+    """Score the `split` frames of a cache with the models trained on `train_ddbb`.
+
+    `test_ddbb` names the cached database in the rows (default: the cache's own)."""
     cache, out = Path(cache), Path(out)
     index = read_index(cache, split)
     if index.empty:
         raise DffrError(f"{cache}: no rows in split {split!r} to score")
-    test_ddbb = str(index["ddbb"].iloc[0])
+    test_ddbb = test_ddbb or str(index["ddbb"].iloc[0])
     previous = pd.read_parquet(out) if out.is_file() else pd.DataFrame(columns=SCORE_COLUMNS)
     done = set(map(tuple, previous[KEY].drop_duplicates().to_numpy())) if len(previous) else set()
     report = ScoreReport()

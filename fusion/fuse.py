@@ -82,10 +82,14 @@ def fuse(
     norm: str = "none",
     fit_split: str = "val",
 ) -> pd.DataFrame:
-    """Fused score rows for every split present; learning parts fitted on `fit_split`."""
+    """Fused score rows for every split present.
+
+    What learns (the rule, the normalisation) is fitted on the `fit_split` rows of the
+    same models (same training database, detector or region), never on test rows."""
     wide, keep = side_by_side(scores, over, subset)
     fn = load_rule(rule)
-    tables = [wide] if not keep else [t for _, t in wide.groupby(level=keep[0])]
+    # a rule is fitted per model set: the val scores of the models' own training database
+    tables = [t for _, t in wide.groupby(level=["train_ddbb", *keep])]
     out = []
     for table in tables:
         fit_rows = table[table.index.get_level_values("split") == fit_split]

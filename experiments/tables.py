@@ -1,0 +1,54 @@
+"""Intra- and inter-database tables, as in the paper, written as CSV, Markdown and LaTeX.
+
+Intra-database: models trained and tested on the same database; one row per (detector,
+region) and per fused score, one column per database. Inter-database: for each training
+database, the same rows against every other database. Cells are a metric (AUC by
+default) in percent, with the bootstrap 95% interval when the evaluation has one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROWS = ["detector", "region"]
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    v = row[metric]
+    if np.isnan(v):
+        return "n/a"
+    lo, hi = row.get(f"{metric}_lo", np.nan), row.get(f"{metric}_hi", np.nan)
+    if np.isnan(lo):
+        return f"{100 * v:.1f}"
+    return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def intra_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
+    """Rows (detector, region); columns: each database, trained and tested on itself."""
+    same = results[results["train_ddbb"] == results["test_ddbb"]]
+    cells = same.assign(cell=[_cell(r, metric) for _, r in same.iterrows()])
+    return cells.pivot_table(index=ROWS, columns="test_ddbb", values="cell", aggfunc="first")
+
+
+def inter_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
+    """Rows (train database, detector, region); columns: the other test databases."""
+    other = results[results["train_ddbb"] != results["test_ddbb"]]
+    cells = other.assign(cell=[_cell(r, metric) for _, r in other.iterrows()])
+    return cells.pivot_table(
+        index=["train_ddbb", *ROWS], columns="test_ddbb", values="cell", aggfunc="first"
+    )
+
+
+def write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
+    """`stem`.csv, .md and .tex; returns the paths written."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    flat = table.reset_index()
+    flat.columns.name = None
+    paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
+    flat.to_csv(paths[0], index=False)
+    paths[1].write_text(f"{caption}\n\n{flat.to_markdown(index=False)}\n")
+    paths[2].write_text(flat.to_latex(index=False, caption=caption, escape=True))
+    return paths

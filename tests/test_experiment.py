@@ -1,0 +1,81 @@
+"""The experiment runner on a tiny cache: tables with the expected rows and columns,
+ROC plots, and a second run that reuses every model and score."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dffr.cli import main
+from dffr.experiments.runner import Experiment
+
+warnings.filterwarnings("ignore", message="ImageNet weights")
+
+
+@pytest.mark.slow
+def test_experiment_tables_and_reuse(cache, tmp_path, monkeypatch):
+    spec = {
+        "name": "tiny",
+        "caches": {"A": str(cache), "B": str(cache)},
+        "models": str(tmp_path / "models"),
+        "train": ["A", "B"],
+        "test": ["A", "B"],
+        "detectors": ["DSP-FWA"],
+        "regions": ["eyes", "mouth"],
+        "training": {"epochs": 1, "batch": 4, "input_size": 64, "pretrained": False},
+        "fusion": [
+            {"over": "regions", "rule": "mean", "subset": ["eyes", "mouth"]},
+            {"over": "regions", "rule": "logistic", "subset": ["eyes", "mouth"]},
+        ],
+        "bootstrap": 20,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "results"
+    r = CliRunner().invoke(main, ["--device", "cpu", "experiment", str(path), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    intra = pd.read_csv(out / "intra.csv")
+    assert list(intra.columns) == ["detector", "region", "A", "B"]
+    assert set(intra["region"]) == {"eyes", "mouth", "mean(eyes+mouth)", "logistic(eyes+mouth)"}
+    inter = pd.read_csv(out / "inter.csv")
+    assert set(inter["train_ddbb"]) == {"A", "B"} and len(inter) == 8
+    assert "A" in inter.columns and "B" in inter.columns
+    assert (out / "intra.md").read_text().startswith("tiny: intra-database AUC (%)")
+    assert "\\begin{tabular}" in (out / "intra.tex").read_text()
+    assert (out / "roc_A_to_B.png").stat().st_size > 1000
+    assert "tiny: intra-database AUC" in r.output
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert set(scores["split"]) == {"test", "val"}  # val scored for the learned fusion
+    assert len(scores[scores["split"] == "val"]["train_ddbb"].unique()) == 2
+
+    def refuse(*a, **k):
+        raise AssertionError("a second run must not train again")
+
+    monkeypatch.setattr("dffr.detectors.training.train", refuse)
+    before = (out / "scores.parquet").read_bytes()
+    r2 = CliRunner().invoke(main, ["experiment", str(path), "--out", str(out)])
+    assert r2.exit_code == 0, r2.output
+    assert (out / "scores.parquet").read_bytes() == before  # nothing re-scored
+    pd.testing.assert_frame_equal(pd.read_csv(out / "intra.csv"), intra)
+
+
+def test_experiment_spec_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncaches: {A: c}\ntrain: [A]\ntest: [B]\n")
+    with pytest.raises(Exception, match="no cache given for \\['B'\\]"):
+        Experiment.load(bad)
+    bad.write_text("name: x\ncaches: {}\ntrain: []\ntest: []\ntypo: 1\n")
+    with pytest.raises(Exception, match="unknown key"):
+        Experiment.load(bad)
+
+
+def test_paper_experiment_describes_the_full_study():
+    from pathlib import Path
+
+    exp = Experiment.load(Path(__file__).resolve().parents[1] / "experiments" / "paper.yaml")
+    assert len(exp.train) == len(exp.test) == 4 and len(exp.detectors) == 3
+    assert len(exp.regions) == 5 and exp.fusion
