@@ -5,8 +5,10 @@
   back with the inverse transform and blend it over the original with a landmark mask.
 - `sbi`: self-blended images (Shiohara & Yamasaki, CVPR 2022): blend the face with a
   slightly re-coloured, rescaled and shifted copy of itself.
-Both change pixels only inside the landmarks' convex hull (the blend mask is eroded
-before it is feathered), which lies inside the `entire` region.
+- `sbi-eyes`, `sbi-mouth`: self-blending of one facial region only, for studies of
+  which region reveals a manipulation.
+All change pixels only inside the landmarks' convex hull (or the region's mask): the
+blend mask is eroded before it is feathered. The hull lies inside `entire`.
 """
 
 from __future__ import annotations
@@ -26,27 +28,30 @@ def _five_points(lm: np.ndarray) -> np.ndarray:
     return np.array([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
 
 
+def feather(mask: np.ndarray, size: int) -> np.ndarray:
+    """A 0/1 mask as a float mask that fades to 0 at its edge and never leaves it: the
+    blur reaches half a kernel, the erosion before it took a whole one."""
+    m = mask.astype(np.uint8)
+    eroded = cv2.erode(m, np.ones((size, size), np.uint8), iterations=2)
+    return cv2.GaussianBlur(eroded.astype(np.float32), (size, size), 0) * m
+
+
 def blend_mask(
     shape: tuple[int, ...], landmarks: np.ndarray, rng: np.random.Generator, deform: float = 0.0
 ) -> np.ndarray:
-    """A float mask in [0, 1]: the landmarks' hull, eroded then feathered inside itself."""
+    """A float mask in [0, 1]: the landmarks' hull (randomly deformed, but never beyond
+    the real hull), feathered inside itself."""
     h, w = shape[:2]
     pts = np.asarray(landmarks, dtype=np.float64)
     if deform:
         c = pts.mean(0)
         pts = c + (pts - c) * (1 + rng.uniform(-deform, deform, size=pts.shape))
-    hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2)
     mask = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(mask, np.round(hull).astype(np.int32), 1)
-    hull_mask = np.zeros((h, w), np.uint8)
-    hull_full = cv2.convexHull(np.asarray(landmarks, np.float32)).reshape(-1, 2)
-    cv2.fillConvexPoly(hull_mask, np.round(hull_full).astype(np.int32), 1)
-    mask &= hull_mask  # a deformed mask never leaves the real hull
-    size = max(3, int(0.06 * np.ptp(pts[:, 0])) | 1)
-    eroded = cv2.erode(mask, np.ones((size, size), np.uint8), iterations=2)
-    soft = cv2.GaussianBlur(eroded.astype(np.float32), (size, size), 0)
-    # the blur reaches half a kernel, the erosion took a whole one: nothing leaks out
-    return soft * mask
+    cv2.fillConvexPoly(mask, np.round(cv2.convexHull(pts.astype(np.float32))).astype(np.int32), 1)
+    hull = np.zeros((h, w), np.uint8)
+    real = cv2.convexHull(np.asarray(landmarks, np.float32))
+    cv2.fillConvexPoly(hull, np.round(real).astype(np.int32), 1)
+    return feather(mask & hull, max(3, int(0.06 * np.ptp(pts[:, 0])) | 1))
 
 
 def _blend(src: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -82,18 +87,36 @@ def fwa(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> n
     return _blend(image.astype(np.float32), back.astype(np.float32), mask)
 
 
+def self_blend(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`image` blended, under the float `mask`, with a re-coloured, slightly rescaled and
+    shifted copy of itself."""
+    h, w = image.shape[:2]
+    src = image.astype(np.float32)
+    recoloured = src * rng.uniform(0.85, 1.15, size=3) + rng.uniform(-15, 15, size=3)
+    s = rng.uniform(0.95, 1.05)
+    tx, ty = rng.uniform(-0.03, 0.03, size=2) * (w, h)
+    m = np.array([[s, 0, (1 - s) * w / 2 + tx], [0, s, (1 - s) * h / 2 + ty]])
+    moved = cv2.warpAffine(recoloured, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    return _blend(src, moved, mask * rng.uniform(0.5, 1.0))
+
+
 @NEGATIVES.register("sbi")
 def sbi(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Self-blending: the face over a re-coloured, slightly moved copy of itself."""
-    h, w = image.shape[:2]
-    src = image.astype(np.float32)
-    gain = rng.uniform(0.85, 1.15, size=3)
-    bias = rng.uniform(-15, 15, size=3)
-    recoloured = src * gain + bias
-    s = rng.uniform(0.95, 1.05)
-    tx, ty = rng.uniform(-0.03, 0.03, size=2) * (w, h)
-    cx, cy = w / 2, h / 2
-    m = np.array([[s, 0, (1 - s) * cx + tx], [0, s, (1 - s) * cy + ty]])
-    moved = cv2.warpAffine(recoloured, m, (w, h), borderMode=cv2.BORDER_REFLECT)
-    mask = blend_mask(image.shape, landmarks, rng, deform=0.15) * rng.uniform(0.5, 1.0)
-    return _blend(src, moved, mask)
+    return self_blend(image, blend_mask(image.shape, landmarks, rng, deform=0.15), rng)
+
+
+def _region_blend(region: str):
+    def fake(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from dffr.regions.masks import region_masks
+
+        mask = region_masks(landmarks, image.shape)[region]
+        size = max(3, int(0.03 * np.ptp(np.asarray(landmarks)[:, 0])) | 1)
+        return self_blend(image, feather(mask, size), rng)
+
+    fake.__doc__ = f"Self-blending of the {region} region only: the rest of the face is real."
+    return fake
+
+
+for _region in ("eyes", "mouth"):
+    NEGATIVES.register(f"sbi-{_region}")(_region_blend(_region))
