@@ -47,18 +47,17 @@ def video_level(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.groupby(keys, as_index=False, sort=False)["score"].mean()
 
 
-def bootstrap(
-    scores: pd.DataFrame, n: int = 1000, seed: int = 0, level: str = "frame"
-) -> dict[str, tuple[float, float]]:
+def bootstrap(scores: pd.DataFrame, n: int = 1000, seed: int = 0) -> dict[str, tuple]:
     """95% intervals of each metric, resampling videos with replacement."""
-    videos = scores["video"].unique()
-    by_video = {v: g for v, g in scores.groupby("video")}
+    labels = scores["label"].to_numpy()
+    values = scores["score"].to_numpy(dtype=np.float64)
+    rows_of = list(scores.groupby("video", sort=True).indices.values())
     rng = np.random.default_rng(seed)
     draws = {m: [] for m in METRICS}
     for _ in range(n):
-        pick = rng.choice(videos, size=len(videos), replace=True)
-        sample = pd.concat([by_video[v] for v in pick], ignore_index=True)
-        m = metrics(sample["label"], sample["score"])
+        pick = rng.integers(0, len(rows_of), size=len(rows_of))
+        idx = np.concatenate([rows_of[i] for i in pick])
+        m = metrics(labels[idx], values[idx])
         for k in METRICS:
             draws[k].append(m[k])
     return {

@@ -15,7 +15,7 @@ def roc_figure(scores: pd.DataFrame, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    fig, ax = plt.subplots(figsize=(10.5, 5.6))
     for (det, region), g in sorted(scores.groupby(["detector", "region"])):
         if g["label"].nunique() < 2:
             continue
@@ -36,7 +36,7 @@ def roc_figure(scores: pd.DataFrame, path: Path, title: str) -> Path:
         xlim=(0, 1),
         ylim=(0, 1.01),
     )
-    ax.legend(fontsize=6.5, loc="lower right")
+    ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
