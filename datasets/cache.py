@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dffr.regions.masks import apply_mask, region_masks
+from dffr.regions.masks import cut_regions
 
 INDEX = "index.parquet"
 FAILURES = "failures.csv"
@@ -151,7 +151,7 @@ def region_image(cache: str | Path, row, region: str) -> np.ndarray:
     from dffr.images import read_image
 
     crop = read_image(Path(cache) / row["face"])
-    return apply_mask(crop, region_masks(row["landmarks"], crop.shape)[region])
+    return cut_regions(crop, row["landmarks"], (region,))[region]
 
 
 def iter_regions(cache: str | Path, region: str, split: str | None = None):

@@ -19,7 +19,7 @@ import pandas as pd
 from dffr.datasets.cache import read_index
 from dffr.detectors.negatives import NEGATIVES
 from dffr.images import read_image
-from dffr.regions.masks import apply_mask, region_masks
+from dffr.regions.masks import cut_regions
 
 
 class Batches:
@@ -113,5 +113,5 @@ class RegionData(Batches):
             if synth:  # a new fake each epoch, the same one for a given (seed, epoch, face)
                 rng = np.random.default_rng([self.seed, epoch, int(row["row_id"])])
                 crop = self._fake(crop, row["landmarks"], rng)
-            out.append(apply_mask(crop, region_masks(row["landmarks"], crop.shape)[self.region]))
+            out.append(cut_regions(crop, row["landmarks"], (self.region,))[self.region])
         return np.stack(out)

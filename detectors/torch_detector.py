@@ -4,7 +4,6 @@ torchrun), model selection on validation AUC, checkpoints, and safe weight loadi
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import warnings
 from abc import abstractmethod
@@ -19,8 +18,6 @@ from tqdm import tqdm
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
 from dffr.device import Device
 from dffr.errors import MissingWeightsError
-
-log = logging.getLogger(__name__)
 
 IMAGENET_FILES = {  # torchvision's file names in torch's hub cache
     "resnet50": "resnet50-0676ba61.pth",

@@ -8,7 +8,6 @@ detector, region, score = P(fake). Re-running skips combinations already in the 
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,7 @@ from dffr.datasets.cache import read_index
 from dffr.detectors.base import Detector, load_detector, model_path
 from dffr.errors import DffrError
 from dffr.images import read_image
-from dffr.regions.masks import REGIONS, apply_mask, region_masks
-
-log = logging.getLogger(__name__)
+from dffr.regions.masks import REGIONS, cut_regions
 
 SCORE_COLUMNS = [
     "video",
@@ -52,10 +49,10 @@ def _region_batches(cache: Path, rows: pd.DataFrame, regions: set[str]):
     """{region: uint8 batch} for a block of index rows: one read, one mask set a frame."""
     out = {r: [] for r in regions}
     for _, row in rows.iterrows():
-        crop = read_image(cache / row["face"])
-        masks = region_masks(row["landmarks"], crop.shape)
-        for r in regions:
-            out[r].append(apply_mask(crop, masks[r]))
+        for r, image in cut_regions(
+            read_image(cache / row["face"]), row["landmarks"], regions
+        ).items():
+            out[r].append(image)
     return {r: np.stack(v) for r, v in out.items()}
 
 

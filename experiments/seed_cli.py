@@ -17,8 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from dffr.errors import DffrError
 from dffr.regions.masks import REGIONS
 
@@ -138,5 +136,4 @@ def main(argv: list[str] | None, detectors: tuple[str, ...], prog: str) -> int:
 
 def seed_main(detectors: tuple[str, ...]) -> None:
     """Entry point of the two top-level scripts."""
-    np.seterr(all="ignore")
     sys.exit(main(None, detectors, Path(sys.argv[0]).name))

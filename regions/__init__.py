@@ -7,7 +7,7 @@ seg.regions["eyes"]                  # eyes region on black, at crop size
 
 from dffr.regions.crop import Crop, face_crop
 from dffr.regions.landmarks import BACKENDS, Face, LandmarkBackend, get_backend
-from dffr.regions.masks import REGIONS, apply_mask, region_masks
+from dffr.regions.masks import REGIONS, apply_mask, cut_regions, region_masks
 from dffr.regions.segment import Segmentation, detect_faces, segment_face, segment_image
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "LandmarkBackend",
     "Segmentation",
     "apply_mask",
+    "cut_regions",
     "detect_faces",
     "face_crop",
     "get_backend",

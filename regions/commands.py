@@ -15,7 +15,6 @@ from dffr.clickutil import RegistryChoice
 from dffr.errors import DffrError
 from dffr.images import read_image, write_image
 from dffr.regions.landmarks import BACKENDS, LandmarkBackend, get_backend
-from dffr.regions.masks import REGIONS
 from dffr.regions.overlay import draw_overlay
 from dffr.regions.segment import MIN_FACE, detect_faces, segment_face
 
@@ -150,4 +149,4 @@ def landmarks(ctx, images, backend, as_json, min_face):
     _report(failures, len(images))
 
 
-__all__ = ["REGIONS", "FileResult", "landmarks", "segment", "segment_file"]
+__all__ = ["FileResult", "landmarks", "segment", "segment_file"]
