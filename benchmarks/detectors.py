@@ -14,6 +14,8 @@ import warnings
 
 import numpy as np
 
+from dffr.detectors.keras_detector import KerasDetector
+
 warnings.filterwarnings("ignore")
 
 
@@ -31,7 +33,7 @@ def measure(det, batch: int, reps: int) -> tuple[float, float, float, float]:
     labels = np.arange(batch) % 2
     x = det.prepare(imgs)
     model = det.model
-    if det.name == "Xception":
+    if isinstance(det, KerasDetector):
         det._compile(1e-4)
         y = det._targets(labels)
         return (
@@ -82,16 +84,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--detectors", nargs="*", default=["DSP-FWA", "Capsule", "Xception"])
+    ap.add_argument(
+        "--detectors",
+        nargs="*",
+        default=["DSP-FWA", "Capsule", "Xception"],
+        help="any registered detector names, e.g. ResNet-18 Keras-ResNet50",
+    )
     args = ap.parse_args()
+    w = max(len("detector"), *map(len, args.detectors))
     print(
-        f"{'detector':9s} {'batch':>5s} {'what':>10s} {'dffr img/s':>11s} "
+        f"{'detector':{w}s} {'batch':>5s} {'what':>10s} {'dffr img/s':>11s} "
         f"{'bare img/s':>11s} {'dffr/bare':>9s}"
     )
     for name in args.detectors:
         for det, batch, what, ours, bare in bench(name, args.size, args.reps):
             print(
-                f"{det:9s} {batch:5d} {what:>10s} {ours:11.2f} {bare:11.2f} {ours / bare:9.2f}",
+                f"{det:{w}s} {batch:5d} {what:>10s} {ours:11.2f} {bare:11.2f} {ours / bare:9.2f}",
                 flush=True,
             )
 

@@ -21,6 +21,7 @@ from dffr.device import Device, resolve_device
 from dffr.errors import DffrError
 from dffr.registry import Registry
 
+PAPER_DETECTORS = ("Xception", "Capsule", "DSP-FWA")  # the paper's three, the default
 CALIBRATION_EPOCH = 1_000_000  # a fixed shuffle, apart from any training epoch
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -51,6 +52,8 @@ class DetectorConfig:
     fake_index: int = 0  # two-class heads: the class index of FAKE (the seed's convention)
     sigmoid_means: str = "fake"  # Keras sigmoid heads: "fake" (ours) or "real" (seed .hdf5)
     head: str = "sigmoid"  # Xception: one sigmoid unit, or "softmax" over 2 classes
+    augment: list[str] = field(default_factory=list)  # training-time augmentations (augment.py)
+    augment_p: float = 0.5  # the probability of each augmentation, per training image
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -130,7 +133,8 @@ DETECTORS: Registry[type[Detector]] = Registry("detector", "dffr.detectors.netwo
 
 def model_path(models: Path, detector: str, ddbb: str, region: str) -> Path:
     """models/<DB>/<Detector>_<DB>_<region>.<ext>, the seed system's naming."""
-    return Path(models) / ddbb / f"{detector}_{ddbb}_{region}{DETECTORS.get(detector).suffix}"
+    name = DETECTORS.canonical(detector)  # `resnet-18` and `ResNet-18` name one file
+    return Path(models) / ddbb / f"{name}_{ddbb}_{region}{DETECTORS.get(name).suffix}"
 
 
 def sidecar_path(weights: Path) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from dffr.clickutil import RegistryChoice
+from dffr.detectors.augment import AUGMENTATIONS, check_augment
 from dffr.detectors.base import DETECTORS, DetectorConfig
 from dffr.detectors.negatives import NEGATIVES
 from dffr.errors import DffrError
@@ -54,6 +55,18 @@ from dffr.regions.masks import REGIONS
     default=None,
     help="a local ImageNet weights file for the backbone",
 )
+@click.option(
+    "--augment",
+    default="",
+    help=f"comma list of training augmentations: {', '.join(AUGMENTATIONS)}",
+)
+@click.option(
+    "--augment-p",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="probability of each augmentation, per training image",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", default="models", show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint")
@@ -73,6 +86,8 @@ def train_cmd(
     negatives,
     pretrained,
     imagenet,
+    augment,
+    augment_p,
     seed,
     out,
     resume,
@@ -80,6 +95,10 @@ def train_cmd(
     """Train one detector on one facial region of a cached database."""
     from dffr.detectors.training import train
 
+    try:
+        augment = check_augment(augment, augment_p)
+    except DffrError as e:
+        raise click.BadParameter(str(e), param_hint="--augment") from None
     config = DetectorConfig(
         detector,
         region=region,
@@ -94,6 +113,8 @@ def train_cmd(
         pretrained=pretrained,
         imagenet=str(imagenet) if imagenet else None,
         negatives=negatives,
+        augment=augment,
+        augment_p=augment_p,
     )
     try:
         result = train(config, cache, out, resume=resume, device=(ctx.obj or {}).get("device"))

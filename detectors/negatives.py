@@ -5,8 +5,8 @@
   back with the inverse transform and blend it over the original with a landmark mask.
 - `sbi`: self-blended images (Shiohara & Yamasaki, CVPR 2022): blend the face with a
   slightly re-coloured, rescaled and shifted copy of itself.
-- `sbi-eyes`, `sbi-mouth`: self-blending of one facial region only, for studies of
-  which region reveals a manipulation.
+- `sbi-eyes`, `sbi-mouth`: self-blending of the eyes or of the lips only (their
+  landmark hulls, grown), for studies of which region reveals a manipulation.
 All change pixels only inside the landmarks' convex hull (or the region's mask): the
 blend mask is eroded before it is feathered. The hull lies inside `entire`.
 """
@@ -60,9 +60,12 @@ def _blend(src: np.ndarray, fake: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 @NEGATIVES.register("fwa")
-def fwa(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Face-warping artifacts: a low-resolution, blurred face warped back and blended."""
-    side = int(rng.choice([48, 64, 80, 96, 128]))
+def fwa(
+    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, strength: float = 1.0
+) -> np.ndarray:
+    """Face-warping artifacts: a low-resolution, blurred face warped back and blended
+    (`strength` > 1 lowers the resolution further)."""
+    side = max(16, int(rng.choice([48, 64, 80, 96, 128]) / strength))
     dst = _TEMPLATE * side
     m, _ = cv2.estimateAffinePartial2D(
         _five_points(landmarks).astype(np.float32), dst.astype(np.float32)
@@ -87,36 +90,68 @@ def fwa(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> n
     return _blend(image.astype(np.float32), back.astype(np.float32), mask)
 
 
-def self_blend(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def self_blend(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, strength: float = 1.0
+) -> np.ndarray:
     """`image` blended, under the float `mask`, with a re-coloured, slightly rescaled and
-    shifted copy of itself."""
+    shifted copy of itself; `strength` scales the re-colouring, rescaling and shift."""
     h, w = image.shape[:2]
     src = image.astype(np.float32)
-    recoloured = src * rng.uniform(0.85, 1.15, size=3) + rng.uniform(-15, 15, size=3)
-    s = rng.uniform(0.95, 1.05)
-    tx, ty = rng.uniform(-0.03, 0.03, size=2) * (w, h)
+    a = 0.15 * strength
+    recoloured = src * rng.uniform(1 - a, 1 + a, size=3) + rng.uniform(-100 * a, 100 * a, size=3)
+    s = rng.uniform(1 - a / 3, 1 + a / 3)
+    tx, ty = rng.uniform(-a / 5, a / 5, size=2) * (w, h)
     m = np.array([[s, 0, (1 - s) * w / 2 + tx], [0, s, (1 - s) * h / 2 + ty]])
     moved = cv2.warpAffine(recoloured, m, (w, h), borderMode=cv2.BORDER_REFLECT)
     return _blend(src, moved, mask * rng.uniform(0.5, 1.0))
 
 
 @NEGATIVES.register("sbi")
-def sbi(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def sbi(
+    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, strength: float = 1.0
+) -> np.ndarray:
     """Self-blending: the face over a re-coloured, slightly moved copy of itself."""
-    return self_blend(image, blend_mask(image.shape, landmarks, rng, deform=0.15), rng)
+    mask = blend_mask(image.shape, landmarks, rng, deform=0.15)
+    return self_blend(image, mask, rng, strength)
+
+
+# landmark groups whose hulls are re-blended (the eyes one by one, the lips), and how
+# much they grow, as a fraction of the face width
+_PARTS = {"eyes": ((slice(36, 42), slice(42, 48)), 0.1), "mouth": ((slice(48, 60),), 0.0)}
+
+
+def part_mask(landmarks: np.ndarray, shape: tuple[int, ...], region: str) -> np.ndarray:
+    """0/1 mask of a region's parts (each eye grown by a tenth of the face width; the
+    lips), kept inside the region's mask, so the blend seam lies within the region image
+    and a region detector can see it."""
+    from dffr.regions.masks import region_masks
+
+    lm = np.asarray(landmarks, dtype=np.float64)
+    parts, growth = _PARTS[region]
+    mask = np.zeros(shape[:2], np.uint8)
+    for part in parts:
+        hull = cv2.convexHull(lm[part].astype(np.float32))
+        cv2.fillConvexPoly(mask, np.round(hull).astype(np.int32), 1)
+    grow = int(growth * np.ptp(lm[:, 0])) | 1
+    if grow > 1:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    return mask & region_masks(lm, shape)[region].astype(np.uint8)
 
 
 def _region_blend(region: str):
-    def fake(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        from dffr.regions.masks import region_masks
-
-        mask = region_masks(landmarks, image.shape)[region]
+    def fake(
+        image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, strength: float = 1.0
+    ) -> np.ndarray:
         size = max(3, int(0.03 * np.ptp(np.asarray(landmarks)[:, 0])) | 1)
-        return self_blend(image, feather(mask, size), rng)
+        mask = feather(part_mask(landmarks, image.shape, region), size)
+        return self_blend(image, mask, rng, strength)
 
-    fake.__doc__ = f"Self-blending of the {region} region only: the rest of the face is real."
+    fake.__doc__ = (
+        f"Self-blending of the {region} only (a seam inside the {region} region): the "
+        "rest of the face is real."
+    )
     return fake
 
 
-for _region in ("eyes", "mouth"):
+for _region in _PARTS:
     NEGATIVES.register(f"sbi-{_region}")(_region_blend(_region))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm import tqdm
@@ -19,10 +20,16 @@ from dffr.detectors.base import Detector, DetectorConfig, WeightsError
 from dffr.device import Device
 from dffr.errors import MissingWeightsError
 
-IMAGENET_FILES = {  # torchvision's file names in torch's hub cache
-    "resnet50": "resnet50-0676ba61.pth",
-    "vgg19": "vgg19-dcbb9e9d.pth",
-}
+
+def imagenet_file(arch: str) -> str:
+    """The file name torchvision gives `arch`'s ImageNet weights in torch's hub cache.
+
+    Its IMAGENET1K_V1 weights (the seed system's, and the ones nearly every torchvision
+    classifier has), else its DEFAULT; named by torchvision, so a new backbone needs
+    no entry here."""
+    weights = torchvision.models.get_model_weights(arch)
+    chosen = weights.IMAGENET1K_V1 if hasattr(weights, "IMAGENET1K_V1") else weights.DEFAULT
+    return chosen.url.rsplit("/", 1)[-1]
 
 
 def imagenet_state(arch: str, config: DetectorConfig) -> dict | None:
@@ -32,15 +39,16 @@ def imagenet_state(arch: str, config: DetectorConfig) -> dict | None:
     when `pretrained=True` was asked for."""
     if config.pretrained is False:
         return None
+    name = imagenet_file(arch)
     path = (
         Path(config.imagenet)
         if config.imagenet
-        else (Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILES[arch])
+        else (Path(torch.hub.get_dir()) / "checkpoints" / name)
     )
     if not path.is_file():
         msg = (
             f"ImageNet weights for {arch} not found at {path}: put torchvision's "
-            f"{IMAGENET_FILES[arch]} there or pass --imagenet PATH"
+            f"{name} there or pass --imagenet PATH"
         )
         if config.pretrained:
             raise MissingWeightsError(msg)

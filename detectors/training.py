@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from dffr import __version__
+from dffr.detectors.augment import augmented
 from dffr.detectors.base import (
+    DETECTORS,
     Detector,
     DetectorConfig,
     build_detector,
@@ -58,10 +60,11 @@ def train(
     device: str | None = None,
 ) -> TrainResult:
     """Train one detector on one region of a cached database; returns the trained model."""
-    from dffr.detectors.torch_detector import distributed
+    from dffr.detectors.torch_detector import TorchDetector, distributed
 
     cache, out = Path(cache), Path(out)
-    rank = distributed()[0] if config.detector != "Xception" else 0
+    torch_net = issubclass(DETECTORS.get(config.detector), TorchDetector)
+    rank = distributed()[0] if torch_net else 0  # torchrun runs PyTorch networks only
     train_data = RegionData.from_cache(
         cache, "train", config.region, negatives=config.negatives, seed=config.seed
     )
@@ -90,7 +93,7 @@ def train(
     )
     det = build_detector(config, device)
     try:
-        det.fit(train_data, val_data, log, checkpoint=ckpt)
+        det.fit(augmented(train_data, config), val_data, log, checkpoint=ckpt)
     finally:
         log.close()
     if rank == 0:

@@ -12,6 +12,8 @@ from dffr.detectors.commands import train_cmd
 from dffr.device import resolve_device
 from dffr.errors import DffrError
 from dffr.experiments.commands import evaluate_cmd, experiment_cmd, score_cmd
+from dffr.experiments.explain_commands import explain_cmd, explain_summary_cmd
+from dffr.experiments.robustness_commands import robustness_cmd
 from dffr.fusion.commands import fuse_cmd
 from dffr.regions.commands import landmarks, segment
 
@@ -56,7 +58,7 @@ def demo(ctx: click.Context, out: Path, faces: Path | None, quick: bool) -> None
 
     from dffr.datasets import get_dataset
     from dffr.datasets.preprocess import Settings, preprocess
-    from dffr.experiments.demo import build_database, demo_experiment
+    from dffr.experiments.demo import MIN_FACE, build_database, demo_experiment
     from dffr.experiments.runner import Experiment, run
     from dffr.images import write_image
 
@@ -75,7 +77,7 @@ def demo(ctx: click.Context, out: Path, faces: Path | None, quick: bool) -> None
             err=True,
         )
     ds = get_dataset("folder", db)
-    preprocess(ds.items(), db, cache, Settings(frames=1, size=200))
+    preprocess(ds.items(), db, cache, Settings(frames=1, size=200, min_face=MIN_FACE))
     try:
         written = run(
             Experiment.load(demo_experiment(out, cache, quick)),
@@ -85,6 +87,8 @@ def demo(ctx: click.Context, out: Path, faces: Path | None, quick: bool) -> None
     except DffrError as e:
         raise click.ClickException(str(e)) from None
     click.echo(written["intra"].read_text())
+    if "methods" in written:
+        click.echo(written["methods"].read_text())
     click.echo(
         f"ROC curves: {out / 'results' / 'roc_demo_to_demo.png'}; tables, metrics and "
         f"scores in {out / 'results'}; {time.time() - start:.0f} s in all",
@@ -103,5 +107,8 @@ for command in (
     fuse_cmd,
     evaluate_cmd,
     experiment_cmd,
+    explain_cmd,
+    explain_summary_cmd,
+    robustness_cmd,
 ):
     main.add_command(command)

@@ -15,33 +15,65 @@ def _csv(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else default
 
 
+def model_selection(ddbb: str):
+    """The options that pick cached faces and trained models: --cache, --models, the
+    models' training database (named `ddbb`), --detectors, --regions and --split."""
+    options = [
+        click.option("--cache", required=True, type=click.Path(path_type=Path, exists=True)),
+        click.option(
+            "--models", default="models", show_default=True, type=click.Path(path_type=Path)
+        ),
+        click.option(ddbb, required=True, help="database the models were trained on"),
+        click.option("--detectors", default=None, help="comma list (default: the paper's three)"),
+        click.option("--regions", default=None, help="comma list (default: all five)"),
+        click.option(
+            "--split",
+            default="test",
+            show_default=True,
+            type=click.Choice(["train", "val", "test"]),
+        ),
+    ]
+
+    def wrap(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return wrap
+
+
+def selected(detectors: str | None, regions: str | None) -> tuple[tuple, tuple]:
+    """The --detectors and --regions lists, checked (BadParameter naming the valid ones)."""
+    from dffr.detectors.base import DETECTORS, PAPER_DETECTORS
+
+    dets, regs = _csv(detectors, PAPER_DETECTORS), _csv(regions, REGIONS)
+    for values, valid, hint in ((dets, DETECTORS, "--detectors"), (regs, REGIONS, "--regions")):
+        for v in values:
+            if v not in valid:
+                raise click.BadParameter(f"{v!r}: choose from {list(valid)}", param_hint=hint)
+    return dets, regs
+
+
 @click.command("score")
-@click.option("--cache", required=True, type=click.Path(path_type=Path, exists=True))
-@click.option("--models", default="models", show_default=True, type=click.Path(path_type=Path))
-@click.option("--train-ddbb", required=True, help="database the models were trained on")
-@click.option("--detectors", default=None, help="comma list (default: all three)")
-@click.option("--regions", default=None, help="comma list (default: all five)")
-@click.option(
-    "--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"])
-)
+@model_selection("--train-ddbb")
 @click.option("--batch", default=32, show_default=True)
+@click.option(
+    "--tta",
+    default="",
+    help="test-time augmentation: comma list of hflip, rotateN (+-N degrees); "
+    "P(fake) is averaged over them and the image itself",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.pass_context
-def score_cmd(ctx, cache, models, train_ddbb, detectors, regions, split, batch, out):
+def score_cmd(ctx, cache, models, train_ddbb, detectors, regions, split, batch, tta, out):
     """Score every (detector, region) model on a cached split -> scores.parquet."""
-    from dffr.detectors.base import DETECTORS
-    from dffr.experiments.scoring import score
+    from dffr.experiments.scoring import parse_tta, score
 
-    dets = _csv(detectors, ("Xception", "Capsule", "DSP-FWA"))
-    regs = _csv(regions, REGIONS)
-    for d in dets:
-        if d not in DETECTORS:
-            raise click.BadParameter(
-                f"{d!r}: choose from {DETECTORS.names()}", param_hint="--detectors"
-            )
-    for r in regs:
-        if r not in REGIONS:
-            raise click.BadParameter(f"{r!r}: choose from {REGIONS}", param_hint="--regions")
+    dets, regs = selected(detectors, regions)
+    try:
+        views = parse_tta(tta)
+    except DffrError as e:
+        raise click.BadParameter(str(e), param_hint="--tta") from None
     try:
         rep = score(
             cache,
@@ -53,6 +85,7 @@ def score_cmd(ctx, cache, models, train_ddbb, detectors, regions, split, batch, 
             split,
             device=(ctx.obj or {}).get("device"),
             batch=batch,
+            tta=views,
         )
     except DffrError as e:
         raise click.ClickException(str(e)) from None

@@ -37,8 +37,16 @@ def roc_figure(scores: pd.DataFrame, path: Path, title: str) -> Path:
         ylim=(0, 1.01),
     )
     ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path, dpi: int = 130, tight: bool = True) -> Path:
+    """Write `fig` to `path` (its folder made), then free it: batch jobs draw many."""
+    import matplotlib.pyplot as plt
+
+    if tight:
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

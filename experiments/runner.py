@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dffr.detectors.base import DetectorConfig, model_path
+from dffr.detectors.base import PAPER_DETECTORS, DetectorConfig, model_path
 from dffr.errors import DffrError
 from dffr.regions.masks import REGIONS
 
@@ -26,13 +26,15 @@ class Experiment:
     caches: dict[str, str]
     train: list[str]
     test: list[str]
-    detectors: list[str] = field(default_factory=lambda: ["Xception", "Capsule", "DSP-FWA"])
+    detectors: list[str] = field(default_factory=lambda: list(PAPER_DETECTORS))
     regions: list[str] = field(default_factory=lambda: list(REGIONS))
     models: str = "models"
     training: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # detector -> training keys for it alone
     fusion: list[dict] = field(default_factory=list)
     level: str = "frame"
     bootstrap: int = 1000
+    tta: list[str] = field(default_factory=list)  # test-time views, e.g. [hflip, rotate15]
     metric: str = "auc"
 
     @classmethod
@@ -71,7 +73,7 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
     from dffr.experiments.metrics import evaluate
     from dffr.experiments.plots import roc_figure
     from dffr.experiments.scoring import score
-    from dffr.experiments.tables import inter_table, intra_table, write_table
+    from dffr.experiments.tables import inter_table, intra_table, method_table, write_table
     from dffr.fusion.fuse import fuse
 
     out = Path(out)
@@ -82,7 +84,9 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
             for region in exp.regions:
                 if model_path(models, det, db, region).is_file():
                     continue
-                cfg = DetectorConfig(det, region=region, ddbb=db, **exp.training)
+                own = [v for k, v in exp.overrides.items() if k.lower() == det.lower()]
+                settings = {**exp.training, **(own[0] if own else {})}
+                cfg = DetectorConfig(det, region=region, ddbb=db, **settings)
                 train(cfg, exp.caches[db], models, device=device)
     for db in exp.train:
         splits = [(db, "val")] if exp.needs_val() else []
@@ -97,6 +101,7 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
                 split=split,
                 device=device,
                 test_ddbb=test_db,
+                tta=exp.tta,
             )
     scores = pd.read_parquet(scores_path)
     fused = [
@@ -119,6 +124,11 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
     if not intra.empty:
         write_table(intra, out / "intra", f"{exp.name}: intra-database {exp.metric.upper()} (%)")
         written["intra"] = out / "intra.md"
+    methods = method_table(test_rows, exp.metric)
+    if methods.shape[1] > 1:  # more than one manipulation: which region sees which
+        caption = f"{exp.name}: {exp.metric.upper()} (%) per manipulation, reals vs its fakes"
+        write_table(methods, out / "methods", caption)
+        written["methods"] = out / "methods.md"
     inter = inter_table(results, exp.metric)
     if not inter.empty:
         write_table(inter, out / "inter", f"{exp.name}: inter-database {exp.metric.upper()} (%)")

@@ -3,12 +3,19 @@
 All models are loaded once; each frame's crop is read once and cut into the regions the
 models need, and each region's batch goes through its model. The result is one row per
 (frame, detector, region): video, frame, label, split, method, test_ddbb, train_ddbb,
-detector, region, score = P(fake). Re-running skips combinations already in the file.
+detector, region, score = P(fake), tta. Re-running skips combinations already in the file.
+
+Test-time augmentation (`tta`): `hflip` and `rotateN` (+N and -N degrees) views of each
+region image are scored too and P(fake) is averaged over them and the image itself. The
+`tta` column records the views; a file holds one setting only, so no table mixes scores
+with and without TTA.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +24,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from dffr.datasets.cache import read_index
-from dffr.detectors.base import Detector, load_detector, model_path
+from dffr.detectors.base import PAPER_DETECTORS, Detector, load_detector, model_path
 from dffr.errors import DffrError
 from dffr.images import read_image
+from dffr.perturbations import hflip, perturb
 from dffr.regions.masks import REGIONS, cut_regions
 
 SCORE_COLUMNS = [
@@ -33,6 +41,7 @@ SCORE_COLUMNS = [
     "detector",
     "region",
     "score",
+    "tta",
 ]
 KEY = ["test_ddbb", "train_ddbb", "detector", "region", "split"]
 
@@ -45,15 +54,96 @@ class ScoreReport:
     rows: int = 0
 
 
-def _region_batches(cache: Path, rows: pd.DataFrame, regions: set[str]):
+def parse_tta(names) -> tuple[str, ...]:
+    """The TTA view names, validated, in one canonical order ("" or [] for none)."""
+    if isinstance(names, str):
+        names = names.split(",")
+    names = sorted({n.strip().lower() for n in names if n.strip()})
+    for n in names:
+        if n != "hflip" and not re.fullmatch(r"rotate\d+(\.\d+)?", n):
+            raise DffrError(f"unknown TTA view {n!r}: use hflip or rotateN (N degrees, both ways)")
+    return tuple(names)
+
+
+def tta_label(names) -> str:
+    """The `tta` column's value: "" without TTA, else the views, comma separated."""
+    return ",".join(parse_tta(names))
+
+
+def tta_views(names) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """Batch transforms for the views `names` asks for, besides the images themselves."""
+
+    def rotated(degrees: float):
+        return lambda batch: np.stack([perturb(im, "rotate", degrees) for im in batch])
+
+    views = []
+    for n in parse_tta(names):
+        if n == "hflip":
+            views.append(lambda batch: np.stack([hflip(im) for im in batch]))
+        else:
+            degrees = float(n[len("rotate") :])
+            views += [rotated(degrees), rotated(-degrees)]
+    return views
+
+
+def predict_views(model: Detector, images: np.ndarray, views, batch: int = 32) -> np.ndarray:
+    """P(fake) averaged over the images and their `views` (no views: the plain scores)."""
+    scores = [model.predict(images, batch=batch)]
+    scores += [model.predict(view(images), batch=batch) for view in views]
+    return scores[0] if len(scores) == 1 else np.mean(np.stack(scores), axis=0, dtype=np.float64)
+
+
+Degrade = Callable[[np.ndarray, np.ndarray, pd.Series], tuple[np.ndarray, np.ndarray]]
+
+
+def _region_batches(cache: Path, rows: pd.DataFrame, regions: set[str], degrade: Degrade | None):
     """{region: uint8 batch} for a block of index rows: one read, one mask set a frame."""
     out = {r: [] for r in regions}
     for _, row in rows.iterrows():
-        for r, image in cut_regions(
-            read_image(cache / row["face"]), row["landmarks"], regions
-        ).items():
+        crop, landmarks = read_image(cache / row["face"]), row["landmarks"]
+        if degrade is not None:
+            crop, landmarks = degrade(crop, landmarks, row)
+        for r, image in cut_regions(crop, landmarks, regions).items():
             out[r].append(image)
     return {r: np.stack(v) for r, v in out.items()}
+
+
+def predict_frames(
+    cache: Path,
+    rows: pd.DataFrame,
+    models: dict[Hashable, tuple[Detector, str]],
+    batch: int = 32,
+    tta=(),
+    degrade: Degrade | None = None,
+    progress: bool = True,
+    desc: str = "score",
+) -> dict[Hashable, np.ndarray]:
+    """{key: P(fake) of each index row} for `models` = {key: (detector, its region)}.
+
+    Each crop is read once and cut into the regions the models need;
+    `degrade(crop, landmarks, row)` may perturb it (and move its landmarks) first."""
+    views = tta_views(tta)
+    needed = {region for _, region in models.values()}
+    parts: dict[Hashable, list[np.ndarray]] = {k: [] for k in models}
+    blocks = range(0, len(rows), batch)
+    for start in tqdm(blocks, desc=desc, unit="batch", disable=not progress):
+        images = _region_batches(cache, rows.iloc[start : start + batch], needed, degrade)
+        for key, (model, region) in models.items():
+            parts[key].append(predict_views(model, images[region], views, batch))
+    return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """A scores file; one written before the `tta` column existed holds no TTA."""
+    df = pd.read_parquet(path)
+    if "tta" not in df:
+        df["tta"] = ""
+    df["tta"] = df["tta"].fillna("")
+    return df
+
+
+def _described(tta: str) -> str:
+    return f"with TTA {tta}" if tta else "without TTA"
 
 
 def score(
@@ -61,26 +151,35 @@ def score(
     models: str | Path,
     train_ddbb: str,
     out: str | Path,
-    detectors=("Xception", "Capsule", "DSP-FWA"),
+    detectors=PAPER_DETECTORS,
     regions=REGIONS,
     split: str = "test",
     device: str | None = None,
     batch: int = 32,
     progress: bool = True,
     test_ddbb: str | None = None,
+    tta=(),
 ) -> ScoreReport:
     """Score the `split` frames of a cache with the models trained on `train_ddbb`.
 
-    `test_ddbb` names the cached database in the rows (default: the cache's own)."""
+    `test_ddbb` names the cached database in the rows (default: the cache's own);
+    `tta` lists test-time views (hflip, rotateN) whose scores are averaged in."""
     cache, out = Path(cache), Path(out)
+    label = tta_label(tta)
     index = read_index(cache, split)
     if index.empty:
         raise DffrError(f"{cache}: no rows in split {split!r} to score")
     test_ddbb = test_ddbb or str(index["ddbb"].iloc[0])
-    previous = pd.read_parquet(out) if out.is_file() else pd.DataFrame(columns=SCORE_COLUMNS)
+    previous = read_scores(out) if out.is_file() else pd.DataFrame(columns=SCORE_COLUMNS)
+    held = set(previous["tta"])
+    if held and held != {label}:
+        raise DffrError(
+            f"{out} holds scores {' and '.join(map(_described, sorted(held)))}; these would "
+            f"be {_described(label)}: write them to another file, so no table mixes the two"
+        )
     done = set(map(tuple, previous[KEY].drop_duplicates().to_numpy())) if len(previous) else set()
     report = ScoreReport()
-    loaded: dict[tuple[str, str], Detector] = {}
+    loaded: dict[tuple[str, str], tuple[Detector, str]] = {}
     for det in detectors:
         for region in regions:
             if (test_ddbb, train_ddbb, det, region, split) in done:
@@ -90,25 +189,19 @@ def score(
             if not path.is_file():
                 report.missing.append(str(path))
                 continue
-            loaded[(det, region)] = load_detector(path, device)
+            loaded[(det, region)] = (load_detector(path, device), region)
     if not loaded:
         return report
-    needed = {r for _, r in loaded}
-    parts: dict[tuple[str, str], list[np.ndarray]] = {k: [] for k in loaded}
-    blocks = range(0, len(index), batch)
-    for start in tqdm(
-        blocks, desc=f"score {test_ddbb} {split}", unit="batch", disable=not progress
-    ):
-        images = _region_batches(cache, index.iloc[start : start + batch], needed)
-        for (det, region), model in loaded.items():
-            parts[(det, region)].append(model.predict(images[region], batch=batch))
+    scores = predict_frames(
+        cache, index, loaded, batch, tta, progress=progress, desc=f"score {test_ddbb} {split}"
+    )
     base = index[["video", "frame", "label", "split", "method"]].copy()
     base["test_ddbb"], base["train_ddbb"] = test_ddbb, train_ddbb
     new = []
-    for (det, region), chunks in parts.items():
+    for (det, region), values in scores.items():
         frame = base.copy()
         frame["detector"], frame["region"] = det, region
-        frame["score"] = np.concatenate(chunks).astype(np.float64)
+        frame["score"], frame["tta"] = values, label
         new.append(frame)
         report.scored.append((det, region))
     merged = pd.concat([previous, *new] if len(previous) else new, ignore_index=True)

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from dffr.errors import DffrError
+from dffr.experiments.plots import save_figure
 from dffr.regions.masks import REGIONS
 
 DATABASES = ("UADFV", "FaceForensics", "CelebDF", "DFDC")
@@ -73,10 +74,7 @@ def _figure(results: list[dict], path: Path) -> None:
             f"{r['detector']} / {r['ddbb']} / {r['region']}\nP(fake) = {r['score']:.2f}", fontsize=9
         )
         ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None, detectors: tuple[str, ...], prog: str) -> int:

@@ -42,6 +42,28 @@ def inter_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     )
 
 
+def method_table(scores: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
+    """Rows (train, test, detector, region); one column per manipulation method: the
+    metric of the real faces against that method's fakes alone. Shows which region
+    reveals which manipulation (a region that a method leaves untouched scores ~50%)."""
+    from dffr.experiments.metrics import metrics
+
+    rows = []
+    keys = ["train_ddbb", "test_ddbb", *ROWS]
+    for key, g in scores.groupby(keys, sort=True):
+        real = g[g["label"] == 0]
+        for method, fake in g[g["label"] == 1].groupby("method"):
+            both = pd.concat([real, fake])
+            m = metrics(both["label"], both["score"])[metric]
+            rows.append({**dict(zip(keys, key, strict=True)), "method": method, "cell": m})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).pivot_table(
+        index=keys, columns="method", values="cell", aggfunc="first"
+    )
+    return (100 * table).round(1)
+
+
 def write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     """`stem`.csv, .md and .tex; returns the paths written."""
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -148,3 +148,29 @@ def cache(tmp_path_factory, face_video):
     ds = get_dataset("folder", root)
     preprocess(ds.items(), root, out, Settings(frames=3, size=64), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def models(cache, tmp_path_factory):
+    """Tiny DSP-FWA models of the eyes and the mouth, trained one epoch on `cache` as
+    database "CelebDF" (models/CelebDF/DSP-FWA_CelebDF_{eyes,mouth}.pt)."""
+    import warnings
+
+    from dffr.detectors.base import DetectorConfig
+    from dffr.detectors.training import train
+
+    out = tmp_path_factory.mktemp("models")
+    for region in ("eyes", "mouth"):
+        cfg = DetectorConfig(
+            "DSP-FWA",
+            region=region,
+            ddbb="CelebDF",
+            input_size=64,
+            epochs=1,
+            batch=4,
+            pretrained=False,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="ImageNet weights")
+            train(cfg, cache, out)
+    return out

@@ -135,3 +135,15 @@ print("mean fake - real", p[y == 1].mean() - p[y == 0].mean())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.split()[-1]) > 0
     assert (tmp_path / "t.keras").is_file()
+
+
+def test_a_short_last_training_batch_is_filled_from_the_epoch_start():
+    from dffr.detectors.keras_detector import full_batches
+
+    x, y = np.arange(10)[:, None], np.arange(10) % 2
+    batches = [(x[s : s + 4], y[s : s + 4]) for s in range(0, 10, 4)]
+    out = list(full_batches(iter(batches), 4))
+    assert [len(b[1]) for b in out] == [4, 4, 4]  # one shape: no second trace
+    assert out[2][0][:, 0].tolist() == [8, 9, 0, 1] and out[2][1].tolist() == [0, 1, 0, 1]
+    single = list(full_batches(iter([(x[:3], y[:3])]), 4))
+    assert len(single[0][1]) == 3  # nothing to fill from: left as it is

@@ -3,6 +3,7 @@ ROC plots, and a second run that reuses every model and score."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pandas as pd
@@ -27,6 +28,7 @@ def test_experiment_tables_and_reuse(cache, tmp_path, monkeypatch):
         "detectors": ["DSP-FWA"],
         "regions": ["eyes", "mouth"],
         "training": {"epochs": 1, "batch": 4, "input_size": 64, "pretrained": False},
+        "overrides": {"dsp-fwa": {"input_size": 72}, "Capsule": {"input_size": 99}},
         "fusion": [
             {"over": "regions", "rule": "mean", "subset": ["eyes", "mouth"]},
             {"over": "regions", "rule": "logistic", "subset": ["eyes", "mouth"]},
@@ -48,6 +50,8 @@ def test_experiment_tables_and_reuse(cache, tmp_path, monkeypatch):
     assert "\\begin{tabular}" in (out / "intra.tex").read_text()
     assert (out / "roc_A_to_B.png").stat().st_size > 1000
     assert "tiny: intra-database AUC" in r.output
+    sidecar = json.loads((tmp_path / "models" / "A" / "DSP-FWA_A_eyes.json").read_text())
+    assert sidecar["input_size"] == 72  # the detector's own override, matched by name
     scores = pd.read_parquet(out / "scores.parquet")
     assert set(scores["split"]) == {"test", "val"}  # val scored for the learned fusion
     assert len(scores[scores["split"] == "val"]["train_ddbb"].unique()) == 2

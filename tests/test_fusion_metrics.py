@@ -238,3 +238,20 @@ def test_fuse_and_evaluate_commands(tmp_path):
         ],
     )
     assert bad.exit_code == 1 and "not found" in bad.output
+
+
+def test_method_table_scores_each_manipulation_against_the_reals():
+    from dffr.experiments.tables import method_table
+
+    real = [0.1, 0.2, 0.3, 0.4]
+    rows = [("real", 0, v) for v in real]
+    rows += [("eyes-swap", 1, v) for v in (0.8, 0.9, 0.7, 0.6)]  # all above the reals
+    rows += [("mouth-swap", 1, v) for v in (0.15, 0.25, 0.35, 0.45)]  # interleaved
+    df = pd.DataFrame(rows, columns=["method", "label", "score"]).assign(
+        train_ddbb="A", test_ddbb="A", detector="D", region="eyes"
+    )
+    table = method_table(df)
+    assert list(table.columns) == ["eyes-swap", "mouth-swap"]
+    assert table.loc[("A", "A", "D", "eyes"), "eyes-swap"] == 100.0
+    expected = 100 * roc_auc_score([0] * 4 + [1] * 4, real + [0.15, 0.25, 0.35, 0.45])
+    assert table.loc[("A", "A", "D", "eyes"), "mouth-swap"] == round(expected, 1)

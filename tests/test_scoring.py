@@ -11,31 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from dffr.cli import main
-from dffr.detectors.base import DetectorConfig, load_detector
-from dffr.detectors.training import train
+from dffr.detectors.base import load_detector
 from dffr.experiments.scoring import SCORE_COLUMNS, score
 from dffr.experiments.seed_cli import main as seed_main
 from dffr.images import read_image, write_image
 from dffr.regions import segment_image
 
 warnings.filterwarnings("ignore", message="ImageNet weights")
-
-
-@pytest.fixture(scope="module")
-def models(cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models")
-    for region in ("eyes", "mouth"):
-        cfg = DetectorConfig(
-            "DSP-FWA",
-            region=region,
-            ddbb="CelebDF",
-            input_size=64,
-            epochs=1,
-            batch=4,
-            pretrained=False,
-        )
-        train(cfg, cache, out)
-    return out
 
 
 def test_score_rows_values_and_rerun(cache, models, tmp_path):

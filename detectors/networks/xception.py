@@ -1,253 +1,26 @@
 """Xception (Chollet, CVPR 2017) in Keras 3, as FaceForensics++ and the paper train it.
 
 `keras.applications.Xception` without its top, global average pooling and one sigmoid
-unit (or, with `head="softmax"`, two softmax units with FAKE at `fake_index`).
-Training: the new head alone for `warmup_epochs` with the body frozen, then the whole
-network, keeping the epoch with the best validation AUC. Inputs are RGB scaled to
-[0, 1] (the seed's released models). Runs on the TensorFlow backend (one
-`tf.distribute.MirroredStrategy` replica per GPU when there are several, mixed precision
-on GPU) and on `KERAS_BACKEND=torch`. Our sigmoid is P(fake); a seed `.hdf5` (Keras
-folder order, fake before real) gives P(real), turned around by `sigmoid_means="real"`.
+unit (or two softmax units), trained head first, then whole (see KerasDetector).
+Inputs are RGB scaled to [0, 1] (the seed's released models).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import warnings
-from pathlib import Path
-
-import numpy as np
-from sklearn.metrics import roc_auc_score
-from tqdm import tqdm
-
-from dffr.detectors.base import DETECTORS, Detector, DetectorConfig, WeightsError
-from dffr.device import Device
-from dffr.errors import MissingWeightsError
+from dffr.detectors.base import DETECTORS
+from dffr.detectors.keras_detector import KerasDetector
 
 IMAGENET_FILE = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
-def keras_imagenet(config: DetectorConfig) -> Path | None:
-    """The local no-top ImageNet weights file, or None (warned) / MissingWeightsError."""
-    if config.pretrained is False:
-        return None
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    path = Path(config.imagenet) if config.imagenet else home / "models" / IMAGENET_FILE
-    if path.is_file():
-        return path
-    msg = (
-        f"ImageNet weights for Xception not found at {path}: put Keras' {IMAGENET_FILE} "
-        "there or pass --imagenet PATH"
-    )
-    if config.pretrained:
-        raise MissingWeightsError(msg)
-    warnings.warn(f"{msg}; starting from random initialisation", stacklevel=3)
-    return None
-
-
 @DETECTORS.register("Xception")
-class Xception(Detector):
+class Xception(KerasDetector):
     name = "Xception"
-    suffix = ".keras"
     normalisation = "unit"
-    default_lr = 1e-4
+    imagenet_file = IMAGENET_FILE
 
-    def __init__(self, config: DetectorConfig, device: Device | str | None = None) -> None:
-        super().__init__(config, device)
-        import keras
-
-        self.keras = keras
-        keras.utils.set_random_seed(config.seed)
-        with self._scope():
-            self.model = self._build()
-        self.val_auc: float | None = None
-
-    def _scope(self):
-        """Device placement (and multi-GPU mirroring) on the TensorFlow backend."""
-        if self.keras.config.backend() != "tensorflow":
-            return contextlib.nullcontext()
-        import tensorflow as tf
-
-        gpus = tf.config.list_logical_devices("GPU")
-        if self.device.kind == "cuda" and len(gpus) > 1:
-            return tf.distribute.MirroredStrategy().scope()
-        return tf.device(self.device.tensorflow)
-
-    def _build(self):
-        k = self.keras
+    def body(self):
         s = self.config.input_size
-        base = k.applications.Xception(
+        return self.keras.applications.Xception(
             include_top=False, weights=None, input_shape=(s, s, 3), pooling="avg"
         )
-        imagenet = keras_imagenet(self.config)
-        if imagenet is not None:
-            try:
-                base.load_weights(imagenet)
-            except Exception as e:
-                raise WeightsError(
-                    f"{imagenet}: not Xception no-top ImageNet weights ({e})"
-                ) from None
-        if self.device.kind == "cuda":
-            k.config.set_dtype_policy("mixed_float16")
-        if self.config.head not in ("sigmoid", "softmax"):
-            raise ValueError(f"Xception head must be sigmoid or softmax, not {self.config.head!r}")
-        units, act = (1, "sigmoid") if self.config.head == "sigmoid" else (2, "softmax")
-        out = k.layers.Dense(units, activation=act, name="fake", dtype="float32")(base.output)
-        return k.Model(base.input, out, name="xception_dffr")
-
-    def _compile(self, lr: float) -> None:
-        loss = (
-            "binary_crossentropy"
-            if self.config.head == "sigmoid"
-            else "sparse_categorical_crossentropy"
-        )
-        self.model.compile(optimizer=self.keras.optimizers.Adam(lr), loss=loss)
-
-    def _targets(self, labels: np.ndarray) -> np.ndarray:
-        """dffr labels (1 = fake) -> what this head is trained to output."""
-        y = np.asarray(labels)
-        if self.config.head == "softmax":
-            return np.where(y == 1, self.config.fake_index, 1 - self.config.fake_index)
-        y = y.astype(np.float32)
-        return y if self.config.sigmoid_means == "fake" else 1.0 - y
-
-    def _p_fake(self, raw: np.ndarray) -> np.ndarray:
-        if self.config.head == "softmax":
-            return raw[:, self.config.fake_index]
-        p = raw.reshape(-1)
-        return p if self.config.sigmoid_means == "fake" else 1.0 - p
-
-    def predict(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
-        out = []
-        with self._scope():
-            for s in range(0, len(images), batch):
-                raw = self.keras.ops.convert_to_numpy(
-                    self.model(self.prepare(images[s : s + batch]), training=False)
-                )
-                out.append(self._p_fake(raw.astype(np.float32)))
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-    def _evaluate(self, data, batch: int) -> tuple[float, float]:
-        scores, labels = [], []
-        for x, y in data.batches(batch):
-            scores.append(self.predict(x, batch))
-            labels.append(y)
-        if not labels:
-            return float("nan"), float("nan")
-        y, p = np.concatenate(labels), np.clip(np.concatenate(scores), 1e-7, 1 - 1e-7)
-        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-        auc = float(roc_auc_score(y, p)) if len(set(y)) == 2 else float("nan")
-        return auc, loss
-
-    def fit(self, train, val, log, checkpoint: Path | None = None) -> None:
-        cfg = self.config
-        state = {"epoch": 0, "best": -np.inf, "stale": 0}
-        best_weights = None
-        if checkpoint is not None and checkpoint.is_file():
-            self.model = self.keras.models.load_model(checkpoint, safe_mode=True)
-            meta = json.loads(checkpoint.with_suffix(".state.json").read_text())
-            state = meta["state"]
-            log.rows.extend(meta["log"])
-            best_file = checkpoint.with_suffix(".best.npz")
-            if best_file.is_file():
-                with np.load(best_file, allow_pickle=False) as f:
-                    best_weights = [f[f"arr_{i}"] for i in range(len(f.files))]
-        total_epochs = cfg.warmup_epochs + cfg.epochs
-        steps = -(-len(train) // cfg.batch)
-        stage = None
-        for epoch in range(state["epoch"], total_epochs):
-            warm = epoch < cfg.warmup_epochs
-            if stage != warm:  # (re)compile only when the stage changes
-                for layer in self.model.layers[:-1]:
-                    layer.trainable = not warm
-                self._compile(cfg.lr or (1e-3 if warm else self.lr))
-                stage = warm
-            losses = []
-            with self._scope():
-                for x, y in tqdm(
-                    train.batches(cfg.batch, shuffle=True, epoch=epoch),
-                    total=steps,
-                    desc=f"epoch {epoch + 1}/{total_epochs}" + (" (head)" if warm else ""),
-                    unit="batch",
-                    leave=False,
-                ):
-                    losses.append(
-                        float(self.model.train_on_batch(self.prepare(x), self._targets(y))) * len(y)
-                    )
-            self.recalibrate_bn(train)
-            auc, val_loss = self._evaluate(val, cfg.batch)
-            score = auc if not np.isnan(auc) else (-val_loss if not np.isnan(val_loss) else epoch)
-            if score > state["best"]:
-                state.update(best=score, stale=0)
-                best_weights = self.model.get_weights()
-            elif not warm:
-                state["stale"] += 1
-            log.epoch(
-                epoch=epoch + 1,
-                stage="head" if warm else "full",
-                train_loss=float(np.sum(losses) / max(len(train), 1)),
-                val_loss=val_loss,
-                val_auc=auc,
-            )
-            state["epoch"] = epoch + 1
-            if checkpoint is not None:
-                self._checkpoint(checkpoint, state, log, best_weights)
-            if not warm and state["stale"] >= cfg.patience:
-                break
-        if best_weights is not None:
-            self.model.set_weights(best_weights)
-        aucs = [r["val_auc"] for r in log.rows if not np.isnan(r["val_auc"])]
-        self.val_auc = max(aucs) if aucs else None
-
-    def recalibrate_bn(self, data) -> None:
-        """Precise BN (see TorchDetector.recalibrate_bn): Keras' BatchNormalization
-        averages with momentum 0.99, which needs hundreds of steps to catch up."""
-        bns = [
-            layer
-            for layer in self.model.layers
-            if isinstance(layer, self.keras.layers.BatchNormalization) and layer.trainable
-        ]
-        if not bns or self.config.bn_recalibration <= 0:
-            return
-        momenta = [b.momentum for b in bns]
-        for b in bns:
-            b.moving_mean.assign(np.zeros(b.moving_mean.shape, "float32"))
-            b.moving_variance.assign(np.ones(b.moving_variance.shape, "float32"))
-        with self._scope():
-            for k, x in enumerate(self.calibration_batches(data)):
-                for b in bns:
-                    b.momentum = k / (k + 1)  # a plain average over the batches
-                self.model(self.prepare(x), training=True)
-        for b, m in zip(bns, momenta, strict=True):
-            b.momentum = m
-
-    def _checkpoint(self, path: Path, state: dict, log, best_weights) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if best_weights is not None:
-            np.savez(path.with_suffix(".best.npz"), *best_weights)
-        self.model.save(path)
-        path.with_suffix(".state.json").write_text(json.dumps({"state": state, "log": log.rows}))
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.model.save(path)
-
-    def load_weights(self, path: Path) -> None:
-        path = Path(path)
-        k = self.keras
-        try:
-            if path.suffix == ".keras":
-                self.model = k.models.load_model(path, safe_mode=True, compile=False)
-            else:  # a Keras 2 .hdf5/.h5: the whole model, else weights for this topology
-                try:
-                    self.model = k.models.load_model(path, safe_mode=True, compile=False)
-                except Exception:
-                    self.model.load_weights(path)
-        except Exception as e:
-            raise WeightsError(f"{path}: cannot load as an Xception model ({e})") from None
-        shape = tuple(self.model.input_shape[1:3])
-        if shape != (self.config.input_size,) * 2:
-            self.config.input_size = int(shape[0])
-        self.config.head = "sigmoid" if self.model.output_shape[-1] == 1 else "softmax"
