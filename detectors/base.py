@@ -52,6 +52,7 @@ class DetectorConfig:
     fake_index: int = 0  # two-class heads: the class index of FAKE (the seed's convention)
     sigmoid_means: str = "fake"  # Keras sigmoid heads: "fake" (ours) or "real" (seed .hdf5)
     head: str = "sigmoid"  # Xception: one sigmoid unit, or "softmax" over 2 classes
+    trunk: str | None = None  # a smaller or larger trunk where offered; None: the paper's
     augment: list[str] = field(default_factory=list)  # training-time augmentations (augment.py)
     augment_p: float = 0.5  # the probability of each augmentation, per training image
     extra: dict = field(default_factory=dict)
@@ -72,8 +73,12 @@ class Detector(ABC):
     suffix: ClassVar[str] = ".pt"
     normalisation: ClassVar[str] = "imagenet"  # or "unit": RGB / 255
     default_lr: ClassVar[float] = 1e-4
+    trunks: ClassVar[tuple[str, ...]] = ()  # the `trunk` choices; the first is the paper's
 
     def __init__(self, config: DetectorConfig, device: Device | str | None = None) -> None:
+        if config.trunk is not None and config.trunk not in self.trunks:
+            offered = f"one of {', '.join(self.trunks)}" if self.trunks else "no other trunk"
+            raise DffrError(f"{self.name} offers {offered}, not trunk {config.trunk!r}")
         self.config = config
         self.device = device if isinstance(device, Device) else resolve_device(device)
 

@@ -56,6 +56,12 @@ from dffr.regions.masks import REGIONS
     help="a local ImageNet weights file for the backbone",
 )
 @click.option(
+    "--trunk",
+    default=None,
+    help="another trunk where the detector offers one (DSP-FWA: resnet18, resnet34, "
+    "resnet101, resnet152); default: the paper's",
+)
+@click.option(
     "--augment",
     default="",
     help=f"comma list of training augmentations: {', '.join(AUGMENTATIONS)}",
@@ -86,6 +92,7 @@ def train_cmd(
     negatives,
     pretrained,
     imagenet,
+    trunk,
     augment,
     augment_p,
     seed,
@@ -113,6 +120,7 @@ def train_cmd(
         pretrained=pretrained,
         imagenet=str(imagenet) if imagenet else None,
         negatives=negatives,
+        trunk=trunk,
         augment=augment,
         augment_p=augment_p,
     )

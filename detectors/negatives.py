@@ -116,14 +116,14 @@ def sbi(
 
 
 # landmark groups whose hulls are re-blended (the eyes one by one, the lips), and how
-# much they grow, as a fraction of the face width
-_PARTS = {"eyes": ((slice(36, 42), slice(42, 48)), 0.1), "mouth": ((slice(48, 60),), 0.0)}
+# much they grow (the seam then lies in skin), as a fraction of the face width
+_PARTS = {"eyes": ((slice(36, 42), slice(42, 48)), 0.1), "mouth": ((slice(48, 60),), 0.06)}
 
 
 def part_mask(landmarks: np.ndarray, shape: tuple[int, ...], region: str) -> np.ndarray:
-    """0/1 mask of a region's parts (each eye grown by a tenth of the face width; the
-    lips), kept inside the region's mask, so the blend seam lies within the region image
-    and a region detector can see it."""
+    """0/1 mask of a region's parts (each eye, the lips; grown), kept inside the
+    region's mask, so the blend seam lies within the region image and a region
+    detector can see it."""
     from dffr.regions.masks import region_masks
 
     lm = np.asarray(landmarks, dtype=np.float64)

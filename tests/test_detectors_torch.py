@@ -19,7 +19,7 @@ from dffr.detectors.base import (
 )
 from dffr.detectors.data import ArrayData
 from dffr.detectors.training_log import TrainingLog
-from dffr.errors import MissingWeightsError
+from dffr.errors import DffrError, MissingWeightsError
 
 warnings.filterwarnings("ignore", message="ImageNet weights")
 
@@ -45,6 +45,35 @@ def test_state_dict_layout_matches_the_seed_release(name, reference_dir):
 def test_spp_width_follows_the_input_size():
     for size, expected in [(200, 2048 * (1 + 4 + 36)), (64, 2048 * (1 + 4 + 4))]:
         assert make("DSP-FWA", input_size=size).model.classifier.in_features == expected
+
+
+def test_dsp_fwa_trunk_can_be_another_resnet_and_is_kept_in_the_sidecar(tiny_faces, tmp_path):
+    det = make("DSP-FWA", trunk="resnet18")
+    assert det.model.classifier.in_features == 512 * (1 + 4 + 4)  # ResNet-18: 512 channels
+    assert sum(p.numel() for p in det.model.parameters()) < 12e6  # ResNet-50's is 25M
+    with torch.no_grad():
+        det.model.train()
+        det.model(det._tensor(tiny_faces[0][:8]))
+    path = tmp_path / "DSP-FWA_DB_entire.pt"
+    det.save(path)
+    path.with_suffix(".json").write_text(json.dumps({"config": det.config.to_dict()}))
+    again = load_detector(path, "cpu")
+    assert again.config.trunk == "resnet18"
+    assert np.array_equal(det.predict(tiny_faces[0]), again.predict(tiny_faces[0]))
+
+
+@pytest.mark.parametrize("name, trunk", [("DSP-FWA", "vgg16"), ("Capsule", "resnet18")])
+def test_a_trunk_a_detector_does_not_offer_is_refused_with_the_choices(name, trunk):
+    with pytest.raises(DffrError, match=f"not trunk '{trunk}'") as e:
+        make(name, trunk=trunk)
+    assert ("resnet18, resnet34" in str(e.value)) == (name == "DSP-FWA")
+
+
+def test_capsule_front_end_keeps_the_signal_from_random_initialisation():
+    # PyTorch's default initialisation shrinks it ~100x through the eight convolutions
+    torch.manual_seed(0)
+    out = make("Capsule").model.vgg(torch.randn(4, 3, 64, 64))
+    assert out.std() > 0.05
 
 
 @pytest.mark.parametrize("name", ["DSP-FWA", "Capsule"])

@@ -108,10 +108,18 @@ FRONT_LAYERS = 19  # VGG19 features[:19]: conv1_1 ... the third max-pool
 
 
 def vgg19_front() -> nn.Sequential:
-    """torchvision's VGG19 `features[:19]`, built without its 500 MB classifier."""
+    """torchvision's VGG19 `features[:19]`, built without its 500 MB classifier, and
+    initialised as torchvision's VGG is (He normal, fan out): with PyTorch's default
+    initialisation the signal shrinks through the eight convolutions and a randomly
+    initialised front end barely learns."""
     from torchvision.models.vgg import cfgs, make_layers
 
-    return make_layers(cfgs["E"], batch_norm=False)[:FRONT_LAYERS]
+    front = make_layers(cfgs["E"], batch_norm=False)[:FRONT_LAYERS]
+    for m in front.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return front
 
 
 def front_state(vgg19_state: dict) -> dict:

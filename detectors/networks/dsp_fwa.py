@@ -1,6 +1,8 @@
 """DSP-FWA (Li & Lyu, "Exposing DeepFake Videos By Detecting Face Warping Artifacts",
 CVPRW 2019, the dual spatial pyramid variant): a ResNet-50 trunk, spatial pyramid
 max-pooling over levels (1, 2, 6) of its last feature map, one linear 2-class layer.
+`trunk` swaps in another torchvision ResNet (FWA itself was tried on several): from
+random initialisation on a few hundred faces, ResNet-18 learns where ResNet-50 does not.
 
 Module names and shapes match the seed system's released `DSP-FWA_<DB>_<region>.pt`
 (`resnet.resnet.*`, the unused `resnet.fc`, `classifier`), whose class 0 is FAKE. The
@@ -38,19 +40,19 @@ def spp(x: torch.Tensor, levels=LEVELS) -> torch.Tensor:
 class _ResNet(nn.Module):
     """The seed's wrapper: torchvision ResNet-50 at `.resnet`, plus its own `.fc`."""
 
-    def __init__(self, num_class: int = 2) -> None:
+    def __init__(self, num_class: int = 2, trunk: str = "resnet50") -> None:
         super().__init__()
-        self.resnet = torchvision.models.resnet50(weights=None)
-        self.fc = nn.Linear(2048, num_class)
+        self.resnet = torchvision.models.get_model(trunk, weights=None)
+        self.fc = nn.Linear(self.resnet.fc.in_features, num_class)
         # SPPNet uses neither fc: kept for the released layout, never trained
         self.resnet.fc.requires_grad_(False)
         self.fc.requires_grad_(False)
 
 
 class SPPNet(nn.Module):
-    def __init__(self, input_size: int = 200, num_class: int = 2) -> None:
+    def __init__(self, input_size: int = 200, num_class: int = 2, trunk: str = "resnet50") -> None:
         super().__init__()
-        self.resnet = _ResNet(num_class)
+        self.resnet = _ResNet(num_class, trunk)
         with torch.no_grad():
             features = self.trunk(torch.zeros(1, 3, input_size, input_size))
         self.classifier = nn.Linear(spp(features).shape[1], num_class)
@@ -68,10 +70,12 @@ class SPPNet(nn.Module):
 class DSPFWA(TorchDetector):
     name = "DSP-FWA"
     default_lr = 1e-4
+    trunks = ("resnet50", "resnet18", "resnet34", "resnet101", "resnet152")
 
     def build(self) -> nn.Module:
-        net = SPPNet(self.config.input_size)
-        state = imagenet_state("resnet50", self.config)
+        trunk = self.config.trunk or self.trunks[0]
+        net = SPPNet(self.config.input_size, trunk=trunk)
+        state = imagenet_state(trunk, self.config)
         if state is not None:
             net.resnet.resnet.load_state_dict(state)
         return net
