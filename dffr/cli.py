@@ -98,8 +98,9 @@ def demo(ctx: click.Context, out: Path, faces: Path | None, quick: bool) -> None
     if "methods" in written:
         click.echo(written["methods"].read_text())
     click.echo(
-        f"ROC curves: {out / 'results' / 'roc_demo_to_demo.png'}; tables, metrics and "
-        f"scores in {out / 'results'}; {time.time() - start:.0f} s in all",
+        f"in {out / 'results'}: ROC curves (roc_demo_to_demo.png), AUC per manipulation "
+        f"(methods_demo_to_demo.png), tables, metrics and scores; "
+        f"{time.time() - start:.0f} s in all",
         err=True,
     )
 

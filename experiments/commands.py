@@ -152,4 +152,4 @@ def experiment_cmd(ctx, spec, out):
     for name in ("intra", "inter"):
         if name in written:
             click.echo(written[name].read_text())
-    click.echo(f"tables, metrics and ROC curves in {out}", err=True)
+    click.echo(f"tables, metrics, ROC curves and other pictures in {out}", err=True)

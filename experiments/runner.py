@@ -68,10 +68,10 @@ class Experiment:
 
 
 def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str, Path]:
-    """Run what is missing; write scores, fused scores, tables and ROC plots to `out`."""
+    """Run what is missing; write scores, fused scores, tables and pictures to `out`."""
     from dffr.detectors.training import train
     from dffr.experiments.metrics import evaluate
-    from dffr.experiments.plots import roc_figure
+    from dffr.experiments.plots import methods_figure, roc_figure
     from dffr.experiments.scoring import score
     from dffr.experiments.tables import inter_table, intra_table, method_table, write_table
     from dffr.fusion.fuse import fuse
@@ -129,6 +129,14 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
         caption = f"{exp.name}: {exp.metric.upper()} (%) per manipulation, reals vs its fakes"
         write_table(methods, out / "methods", caption)
         written["methods"] = out / "methods.md"
+        for (tr, te), g in methods.groupby(level=["train_ddbb", "test_ddbb"]):
+            methods_figure(
+                # the columns of this test database's own methods only
+                g.droplevel(["train_ddbb", "test_ddbb"]).dropna(axis=1, how="all"),
+                out / f"methods_{tr}_to_{te}.png",
+                f"trained on {tr}, tested on {te}: reals vs each manipulation",
+                exp.metric.upper(),
+            )
     inter = inter_table(results, exp.metric)
     if not inter.empty:
         write_table(inter, out / "inter", f"{exp.name}: inter-database {exp.metric.upper()} (%)")

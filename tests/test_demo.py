@@ -52,7 +52,8 @@ def test_quick_demo_learns_and_finds_each_manipulation_in_its_region(shared, tmp
     result = CliRunner().invoke(main, ["demo", "--quick", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     results = tmp_path / "results"
-    assert (results / "roc_demo_to_demo.png").stat().st_size > 10_000
+    for picture in ("roc_demo_to_demo.png", "methods_demo_to_demo.png"):
+        assert (results / picture).stat().st_size > 10_000
     intra = pd.read_csv(results / "intra.csv")
     methods = pd.read_csv(results / "methods.csv").set_index(["detector", "region"])
     for det in ("DSP-FWA", "Capsule", "Xception"):
