@@ -44,10 +44,14 @@ SHARED_REAL = (
 
 
 def source_photos(faces: Path | None = None, shared: Path | None = None) -> list[np.ndarray]:
-    """Real photographs with at least one face."""
+    """Real photographs with at least one face: the two portraits that ship inside
+    installed packages (scikit-image's astronaut, matplotlib's Grace Hopper), then
+    `shared` and `faces`."""
+    from matplotlib import cbook
     from skimage import data
 
-    photos = [np.ascontiguousarray(data.astronaut())]
+    hopper = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    photos = [np.ascontiguousarray(data.astronaut()), read_image(hopper)]
     if shared is not None and shared.is_dir():
         for pattern in SHARED_REAL:
             photos += [read_image(p) for p in sorted(shared.glob(pattern))]

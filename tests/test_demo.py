@@ -15,8 +15,8 @@ from dffr.images import read_image
 
 
 def test_demo_database_layout_labels_and_methods(tmp_path):
-    counts = build_database(tmp_path / "db")  # no ../shared, no --faces: the astronaut only
-    assert counts["sources"] == 1
+    counts = build_database(tmp_path / "db")  # no ../shared, no --faces: packaged photos
+    assert counts["sources"] == 2  # the astronaut and Grace Hopper
     items = get_dataset("folder", tmp_path / "db").items()
     per_class = sum(SPLIT_SIZES.values())
     assert len(items) == 2 * per_class
@@ -38,10 +38,14 @@ def test_mirroring_keeps_the_landmark_order(astronaut, dlib_backend):
         assert pts[36, 0] < pts[45, 0] and pts[48, 0] < pts[54, 0] and pts[0, 0] < pts[16, 0]
 
 
-# how far (AUC points) a region model must score its own region's manipulation above the
-# other region's; measured here: DSP-FWA +16 eyes / +13 mouth, Xception +25 / +16,
-# Capsule (the slowest to learn from random weights) +8 / +9
-MARGINS = {"DSP-FWA": 10, "Xception": 10, "Capsule": 4}
+FUSED = "mean(Capsule+DSP-FWA+Xception)"
+
+
+def region_effects(methods: pd.DataFrame, detector: str) -> tuple[float, float]:
+    """AUC points by which the eyes model scores eyes-only fakes above mouth-only ones,
+    and the mouth model mouth-only fakes above eyes-only ones."""
+    eyes, mouth = methods.loc[(detector, "eyes")], methods.loc[(detector, "mouth")]
+    return eyes["sbi-eyes"] - eyes["sbi-mouth"], mouth["sbi-mouth"] - mouth["sbi-eyes"]
 
 
 @pytest.mark.slow
@@ -58,7 +62,9 @@ def test_quick_demo_learns_and_finds_each_manipulation_in_its_region(shared, tmp
     methods = pd.read_csv(results / "methods.csv").set_index(["detector", "region"])
     for det in ("DSP-FWA", "Capsule", "Xception"):
         assert {"entire", "eyes", "mouth"} <= set(intra.loc[intra["detector"] == det, "region"])
-    for det, margin in MARGINS.items():
-        eyes, mouth = methods.loc[(det, "eyes")], methods.loc[(det, "mouth")]
-        assert eyes["sbi-eyes"] > eyes["sbi-mouth"] + margin, (det, eyes)
-        assert mouth["sbi-mouth"] > mouth["sbi-eyes"] + margin, (det, mouth)
+    # one cell (reals vs one manipulation's 20 test fakes) is good to about +-13 points,
+    # so averages are asserted: the three detectors fused (measured +18 eyes, +23 mouth)
+    # and each detector over its two regions (DSP-FWA +18, Xception +16, Capsule +8)
+    assert min(region_effects(methods, FUSED)) > 10, methods.loc[FUSED]
+    for det in ("DSP-FWA", "Capsule", "Xception"):
+        assert np.mean(region_effects(methods, det)) > 5, methods.loc[det]
