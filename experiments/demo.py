@@ -136,7 +136,7 @@ def build_database(
 def demo_experiment(out: Path, cache: Path, quick: bool = False) -> Path:
     """The experiment file the demo runs (kept in `out` for the curious)."""
     regions = list(QUICK_REGIONS if quick else REGIONS)
-    parts = regions[1:]  # all but entire
+    parts = regions[1:]  # all but entire; copied where used, so demo.yaml has no anchors
     spec = {
         "name": "demo",
         "caches": {"demo": str(cache.resolve())},
