@@ -76,6 +76,12 @@ from dffr.regions.masks import REGIONS
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", default="models", show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint")
+@click.option(
+    "--keep-checkpoint",
+    is_flag=True,
+    help="keep the last checkpoint after training, so --resume can extend it "
+    "with more epochs (removed by default: it is several times the model's size)",
+)
 @click.pass_context
 def train_cmd(
     ctx,
@@ -98,6 +104,7 @@ def train_cmd(
     seed,
     out,
     resume,
+    keep_checkpoint,
 ):
     """Train one detector on one facial region of a cached database."""
     from dffr.detectors.training import train
@@ -125,7 +132,14 @@ def train_cmd(
         augment_p=augment_p,
     )
     try:
-        result = train(config, cache, out, resume=resume, device=(ctx.obj or {}).get("device"))
+        result = train(
+            config,
+            cache,
+            out,
+            resume=resume,
+            keep_checkpoint=keep_checkpoint,
+            device=(ctx.obj or {}).get("device"),
+        )
     except DffrError as e:
         raise click.ClickException(str(e)) from None
     auc = "n/a" if result.val_auc is None else f"{result.val_auc:.4f}"

@@ -252,8 +252,11 @@ class KerasDetector(Detector):
         path.with_suffix(".state.json").write_text(json.dumps({"state": state, "log": log.rows}))
 
     def save(self, path: Path) -> None:
+        """The network without its optimizer state (a third of the size: Adam keeps two
+        numbers per weight), which scoring never needs; checkpoints keep it."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.model.save(path)
+        m = self.model  # the same layers in an uncompiled model: no optimizer to save
+        self.keras.Model(m.input, m.output, name=m.name).save(path)
 
     def load_weights(self, path: Path) -> None:
         path = Path(path)

@@ -3,11 +3,14 @@
 Reads the cache's train split to fit and its val split to select; never the test split.
 Writes `models/<DB>/<Detector>_<DB>_<region>.{pt,keras}`, a JSON sidecar (config, input
 size, normalisation, label convention, val AUC, training data summary and fingerprint),
-a per-epoch CSV log and TensorBoard events, and a checkpoint for `--resume`.
+a per-epoch CSV log and TensorBoard events. The checkpoint `--resume` continues from
+is removed once the model is saved (a ResNet-50 one is ~400 MB: weights, optimizer
+state, best weights) unless `keep_checkpoint`, which lets a later run extend training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -57,6 +60,7 @@ def train(
     cache: str | Path,
     out: str | Path = "models",
     resume: bool = False,
+    keep_checkpoint: bool = False,
     device: str | None = None,
 ) -> TrainResult:
     """Train one detector on one region of a cached database; returns the trained model."""
@@ -85,8 +89,7 @@ def train(
     weights = model_path(out, config.detector, config.ddbb, config.region)
     ckpt = weights.parent / "checkpoints" / f"{weights.stem}.ckpt{weights.suffix}"
     if not resume and rank == 0:
-        for stale in ckpt.parent.glob(f"{weights.stem}.ckpt*"):
-            stale.unlink()
+        _remove_checkpoint(ckpt)
         shutil.rmtree(weights.parent / "runs" / weights.stem, ignore_errors=True)
     log = TrainingLog(
         weights.with_suffix(".log.csv"), weights.parent / "runs" / weights.stem, enabled=rank == 0
@@ -116,7 +119,18 @@ def train(
             "dffr": __version__,
         }
         sidecar_path(weights).write_text(json.dumps(_clean(meta), indent=2))
+        if not keep_checkpoint:
+            _remove_checkpoint(ckpt)
     return TrainResult(det, weights, det.val_auc, train_data, val_data)
+
+
+def _remove_checkpoint(ckpt: Path) -> None:
+    """Delete a model's checkpoint files (weights, best weights, state), and the folder
+    when nothing else is left in it."""
+    for f in ckpt.parent.glob(f"{ckpt.stem}*"):  # <model>.ckpt{.pt,.keras,.best.npz,...}
+        f.unlink()
+    with contextlib.suppress(OSError):
+        ckpt.parent.rmdir()
 
 
 def _clean(v):

@@ -291,7 +291,7 @@ def test_resume_with_augmentation_continues_to_the_same_model(cache, tmp_path):
         )
 
     straight = train(config(2), cache, tmp_path / "a")
-    train(config(1), cache, tmp_path / "b")
+    train(config(1), cache, tmp_path / "b", keep_checkpoint=True)
     resumed = train(config(2), cache, tmp_path / "b", resume=True)
     a, b = straight.detector.model.state_dict(), resumed.detector.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

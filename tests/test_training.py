@@ -52,11 +52,13 @@ def test_train_reads_train_and_val_only_and_writes_its_records(cache, tmp_path):
             "--no-pretrained",
             "--out",
             str(tmp_path / "models"),
+            "--keep-checkpoint",
         ],
     )
     assert result.exit_code == 0, result.output
     weights = tmp_path / "models" / "folder" / "DSP-FWA_folder_eyes.pt"
     assert weights.is_file() and "best val AUC" in result.output
+    assert (weights.parent / "checkpoints" / "DSP-FWA_folder_eyes.ckpt.pt").is_file()
     meta = json.loads(weights.with_suffix(".json").read_text())
     assert meta["config"]["region"] == "eyes" and meta["normalisation"] == "imagenet"
     assert meta["labels"].startswith("score = P(fake)")
@@ -80,7 +82,8 @@ def test_train_reads_train_and_val_only_and_writes_its_records(cache, tmp_path):
 
 def test_resume_continues_to_the_same_model(cache, tmp_path):
     straight = train(_config(epochs=2), cache, tmp_path / "a")
-    train(_config(epochs=1), cache, tmp_path / "b")
+    assert not (straight.weights.parent / "checkpoints").exists()  # removed once saved
+    train(_config(epochs=1), cache, tmp_path / "b", keep_checkpoint=True)
     resumed = train(_config(epochs=2), cache, tmp_path / "b", resume=True)
     log_a = pd.read_csv(straight.weights.with_suffix(".log.csv"))
     log_b = pd.read_csv(resumed.weights.with_suffix(".log.csv"))
