@@ -88,9 +88,26 @@ def train(
         config.ddbb = str(train_data.rows["ddbb"].iloc[0])
     weights = model_path(out, config.detector, config.ddbb, config.region)
     ckpt = weights.parent / "checkpoints" / f"{weights.stem}.ckpt{weights.suffix}"
+    begun = ckpt.with_name(f"{ckpt.stem}.json")  # what the checkpoint is trained on
+    run = {  # all but the epochs and patience, which a resumed run may change
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("epochs", "patience")},
+        "data": train_data.fingerprint() + val_data.fingerprint(),
+    }
+    run = json.loads(json.dumps(_clean(run)))
+    was = json.loads(begun.read_text()) if resume and ckpt.is_file() and begun.is_file() else run
     if not resume and rank == 0:
         _remove_checkpoint(ckpt)
         shutil.rmtree(weights.parent / "runs" / weights.stem, ignore_errors=True)
+    elif was != run:
+        changed = [k for k in run["config"] if was["config"].get(k) != run["config"][k]]
+        changed += ["the training data"] if was["data"] != run["data"] else []
+        raise DffrError(
+            f"{ckpt}: the checkpoint was trained with another {', '.join(changed)}; "
+            "train without --resume to start over"
+        )
+    if rank == 0:
+        begun.parent.mkdir(parents=True, exist_ok=True)
+        begun.write_text(json.dumps(run))
     log = TrainingLog(
         weights.with_suffix(".log.csv"), weights.parent / "runs" / weights.stem, enabled=rank == 0
     )
@@ -125,8 +142,8 @@ def train(
 
 
 def _remove_checkpoint(ckpt: Path) -> None:
-    """Delete a model's checkpoint files (weights, best weights, state), and the folder
-    when nothing else is left in it."""
+    """Delete a model's checkpoint files (weights, best weights, state, settings) and the
+    folder when nothing else is left in it."""
     for f in ckpt.parent.glob(f"{ckpt.stem}*"):  # <model>.ckpt{.pt,.keras,.best.npz,...}
         f.unlink()
     with contextlib.suppress(OSError):

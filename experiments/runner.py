@@ -87,7 +87,8 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
                 own = [v for k, v in exp.overrides.items() if k.lower() == det.lower()]
                 settings = {**exp.training, **(own[0] if own else {})}
                 cfg = DetectorConfig(det, region=region, ddbb=db, **settings)
-                train(cfg, exp.caches[db], models, device=device)
+                # resume: a model cut off by a killed run goes on from its last epoch
+                train(cfg, exp.caches[db], models, resume=True, device=device)
     for db in exp.train:
         splits = [(db, "val")] if exp.needs_val() else []
         for test_db, split in [(t, "test") for t in exp.test] + splits:

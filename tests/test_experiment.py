@@ -1,5 +1,6 @@
 """The experiment runner on a tiny cache: tables with the expected rows and columns,
-ROC plots, and a second run that reuses every model and score."""
+ROC plots, a second run that reuses every model and score, and a model cut off by a
+killed run resumed from its checkpoint."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import warnings
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
 from dffr.cli import main
+from dffr.detectors.base import DetectorConfig
+from dffr.detectors.training import train
 from dffr.experiments.runner import Experiment
 
 warnings.filterwarnings("ignore", message="ImageNet weights")
@@ -65,6 +69,40 @@ def test_experiment_tables_and_reuse(cache, tmp_path, monkeypatch):
     assert r2.exit_code == 0, r2.output
     assert (out / "scores.parquet").read_bytes() == before  # nothing re-scored
     pd.testing.assert_frame_equal(pd.read_csv(out / "intra.csv"), intra)
+
+
+@pytest.mark.slow
+def test_experiment_resumes_a_model_a_killed_run_cut_off(cache, tmp_path):
+    models = tmp_path / "models"
+    settings = {"batch": 4, "input_size": 64, "pretrained": False}
+    first = train(
+        DetectorConfig("DSP-FWA", region="eyes", ddbb="A", epochs=1, **settings),
+        cache,
+        models,
+        keep_checkpoint=True,
+    )
+    first.weights.unlink()  # killed after its first epoch: a checkpoint, no model
+    ckpt = models / "A" / "checkpoints" / "DSP-FWA_A_eyes.ckpt.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["log"][0]["train_loss"] = 123.0  # marks the epoch the killed run did
+    torch.save(state, ckpt)
+    spec = {
+        "name": "cut",
+        "caches": {"A": str(cache)},
+        "models": str(models),
+        "train": ["A"],
+        "test": ["A"],
+        "detectors": ["DSP-FWA"],
+        "regions": ["eyes"],
+        "training": {"epochs": 2, **settings},
+    }
+    path = tmp_path / "cut.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(main, ["experiment", str(path), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    log = pd.read_csv(first.weights.with_suffix(".log.csv"))
+    assert list(log["epoch"]) == [1, 2] and log["train_loss"][0] == 123.0
+    assert first.weights.is_file() and not ckpt.parent.exists()
 
 
 def test_experiment_spec_errors(tmp_path):

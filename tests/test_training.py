@@ -18,6 +18,7 @@ from dffr.cli import main
 from dffr.detectors.base import DetectorConfig, load_detector
 from dffr.detectors.negatives import NEGATIVES
 from dffr.detectors.training import train
+from dffr.errors import DffrError
 from dffr.regions import region_masks
 
 warnings.filterwarnings("ignore", message="ImageNet weights")
@@ -90,6 +91,11 @@ def test_resume_continues_to_the_same_model(cache, tmp_path):
     pd.testing.assert_frame_equal(log_a, log_b)
     a, b = straight.detector.model.state_dict(), resumed.detector.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (resumed.weights.parent / "checkpoints").exists()
+    # a checkpoint never goes on under other settings
+    train(_config(epochs=1), cache, tmp_path / "c", keep_checkpoint=True)
+    with pytest.raises(DffrError, match="trained with another input_size, lr; train without"):
+        train(_config(epochs=2, input_size=72, lr=1e-3), cache, tmp_path / "c", resume=True)
 
 
 def test_negatives_let_a_detector_learn_from_real_faces_only(cache, tmp_path):
@@ -128,6 +134,7 @@ import os, warnings, torch
 warnings.simplefilter("ignore")
 from dffr.detectors.base import DetectorConfig
 from dffr.detectors.training import train
+from dffr.errors import DffrError
 cfg = DetectorConfig("DSP-FWA", input_size=64, epochs=1, batch=2, pretrained=False)
 r = train(cfg, {str(cache)!r}, {str(tmp_path / "models")!r}, device="cpu")
 torch.save(r.detector.model.state_dict(), {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
