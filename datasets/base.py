@@ -28,6 +28,8 @@ class Item:
     split: str
     method: str
     listed_in: str = ""  # the metadata file that names it, for "missing" reports
+    identities: tuple[str, ...] = ()  # who appears in it (a face swap shows two)
+    original: str = ""  # a fake's source video, relative to the root, where known
 
     def path(self, root: Path) -> Path:
         return Path(root) / self.video
@@ -38,9 +40,14 @@ class DatasetError(DffrError):
 
 
 class Dataset(ABC):
-    """A database in its official on-disk layout, with its official (or documented) split."""
+    """A database in its official on-disk layout, with its official (or documented) split.
+
+    `faces` is how many faces of a video its labels speak for: "largest" (one subject:
+    the largest face is tracked) or "all" (several people may appear, any of them
+    swapped: every face is tracked)."""
 
     name: str = ""
+    faces: str = "largest"
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -50,6 +57,11 @@ class Dataset(ABC):
     @abstractmethod
     def items(self) -> list[Item]:
         """Every item, sorted by `video`."""
+
+    def options(self) -> dict:
+        """The adapter's options as used (defaults filled in), recorded with a cache so
+        that adding to it with other options is refused."""
+        return {}
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

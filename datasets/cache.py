@@ -1,9 +1,13 @@
 """The face cache: aligned crops, their landmarks, and the index that lists them.
 
-    CACHE/faces/<video without suffix>/<frame:06d>.png   face crops
+    CACHE/settings.json                                what it is made with (database,
+                                                       its options, frames, size, ...)
+    CACHE/faces/<video without suffix>/<frame:06d>.png   face crops (`_<n>` for face n>0)
     CACHE/parts/<video>.json                           one per finished video: its rows
                                                        and failures (the commit marker)
-    CACHE/index.parquet                                one row per kept frame
+    CACHE/index.parquet                                one row per kept face and frame
+    CACHE/videos.parquet                               one row per video: label, split,
+                                                       identities, frames without a face
     CACHE/failures.csv                                 video, frame, reason
 
 The index is rebuilt from the parts, streamed in row groups, so memory stays flat as
@@ -26,36 +30,112 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dffr.errors import DffrError
 from dffr.regions.masks import cut_regions
 
 INDEX = "index.parquet"
 FAILURES = "failures.csv"
-COLUMNS = [
-    "ddbb",
-    "video",
-    "frame",
-    "label",
-    "split",
-    "method",
-    "face",
-    "landmarks",
-    "matrix",
-    "face_size",
-]
+SETTINGS = "settings.json"
+VIDEOS = "videos.parquet"
 SCHEMA = pa.schema(
     [
         ("ddbb", pa.string()),
         ("video", pa.string()),
         ("frame", pa.int64()),
-        ("label", pa.int8()),
+        ("label", pa.int8()),  # the face's label (see preprocess: label_source)
         ("split", pa.string()),
         ("method", pa.string()),
         ("face", pa.string()),
         ("landmarks", pa.list_(pa.float32(), 136)),
         ("matrix", pa.list_(pa.float64(), 6)),
         ("face_size", pa.float32()),
+        ("track", pa.int32()),  # which face of the video (0: the first tracked)
+        ("video_label", pa.int8()),
+        ("label_source", pa.string()),
+        ("diff", pa.float32()),  # mean difference from the original's face, if compared
     ]
 )
+COLUMNS = SCHEMA.names
+ROW_DEFAULTS = {"track": 0, "label_source": "video", "diff": None}  # caches before them
+VIDEO_SCHEMA = pa.schema(
+    [
+        ("ddbb", pa.string()),
+        ("video", pa.string()),
+        ("label", pa.int8()),
+        ("split", pa.string()),
+        ("method", pa.string()),
+        ("identities", pa.list_(pa.string())),
+        ("original", pa.string()),
+        ("sampled", pa.int32()),  # frames sampled
+        ("frames", pa.int32()),  # frames with at least one face kept
+        ("faces", pa.int32()),  # face crops kept
+        ("no_face", pa.list_(pa.int64())),  # sampled, decoded frames without a face
+        ("error", pa.string()),  # why the video gave nothing (missing, corrupt), or ""
+    ]
+)
+# settings that define a cache's content; the root may move, the dffr version change
+COMPARED = (
+    "ddbb",
+    "options",
+    "frames",
+    "size",
+    "scale",
+    "backend",
+    "min_face",
+    "faces",
+    "face_detector",
+    "diff_threshold",
+)
+
+
+class CacheSettingsError(DffrError):
+    """A cache made with other settings than the ones a run asks for."""
+
+
+def check_settings(cache: str | Path, settings: dict, root: str | Path | None = None) -> dict:
+    """Record `settings` in a new cache, or check them against the cache's own.
+
+    A key either side lacks is not compared (the database options, when the caller did
+    not say which database: see `preprocess`). A cache made by an older dffr (parts but
+    no settings.json) is adopted when its parts' settings agree. Raises
+    CacheSettingsError naming every difference."""
+    from dffr import __version__
+
+    cache = Path(cache)
+    path = cache / SETTINGS
+    want = json.loads(json.dumps(settings))
+    recorded = json.loads(path.read_text()) if path.is_file() else _legacy_settings(cache, want)
+    if recorded is not None:
+        diff = [
+            f"{k}: {recorded.get(k)!r} in the cache, {want.get(k)!r} now"
+            for k in COMPARED
+            if k in want and k in recorded and recorded[k] != want[k]
+        ]
+        if diff:
+            raise CacheSettingsError(
+                f"{cache} was made with other settings ({'; '.join(diff)}): preprocess into "
+                "another --out, or repeat the cache's settings"
+            )
+    if not path.is_file():
+        record = {**want, "root": str(Path(root).resolve()) if root else None, "dffr": __version__}
+        atomic_write_bytes(path, json.dumps(record, indent=2).encode())
+    return want
+
+
+def _legacy_settings(cache: Path, want: dict) -> dict | None:
+    """The settings of a cache made before settings.json, from its first part (the
+    database options were not recorded then: taken as asked)."""
+    first = next(_parts(cache), None)
+    if first is None:
+        return None
+    old = first.get("settings", {})
+    return {**want, **{k: v for k, v in old.items() if k in COMPARED}}
+
+
+def read_settings(cache: str | Path) -> dict | None:
+    """The cache's settings.json, or None for a cache made before it existed."""
+    path = Path(cache) / SETTINGS
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -75,9 +155,10 @@ def part_path(cache: Path, video: str) -> Path:
     return Path(cache) / "parts" / f"{video}.json"
 
 
-def face_path(video: str, frame: int) -> str:
+def face_path(video: str, frame: int, track: int = 0) -> str:
     """Crop path relative to the cache."""
-    return f"faces/{Path(video).with_suffix('').as_posix()}/{frame:06d}.png"
+    face = f"_{track}" if track else ""
+    return f"faces/{Path(video).with_suffix('').as_posix()}/{frame:06d}{face}.png"
 
 
 def _parts(cache: Path) -> Iterator[dict]:
@@ -86,15 +167,55 @@ def _parts(cache: Path) -> Iterator[dict]:
         yield json.loads(p.read_text())
 
 
-def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
-    """Write index.parquet and failures.csv from every finished video's part.
+def video_row(part: dict) -> dict:
+    """videos.parquet's row for one finished video (parts of older caches included)."""
+    item, rows, failures = part["item"], part["rows"], part["failures"]
+    kept = {r["frame"] for r in rows}
+    if "no_face" in part:
+        no_face = part["no_face"]
+    else:
+        no_face = sorted(
+            {
+                f["frame"]
+                for f in failures
+                if f["frame"] is not None
+                and f["reason"].startswith(("no face found", "face too small"))
+            }
+            - kept
+        )
+    errors = [f["reason"] for f in failures if f["frame"] is None]
+    return {
+        "ddbb": item["ddbb"],
+        "video": item["video"],
+        "label": item["label"],
+        "split": item["split"],
+        "method": item["method"],
+        "identities": list(item.get("identities", ())),
+        "original": item.get("original", ""),
+        "sampled": len(part.get("sampled", kept | set(no_face))),
+        "frames": len(kept),
+        "faces": len(rows),
+        "no_face": sorted(no_face),
+        "error": "; ".join(errors),
+    }
 
-    Returns (rows, failures)."""
+
+def _full(row: dict) -> dict:
+    """An index row with the columns older caches lack."""
+    out = {**ROW_DEFAULTS, **row}
+    out.setdefault("video_label", row["label"])
+    return out
+
+
+def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
+    """Write index.parquet, videos.parquet and failures.csv from every finished video's
+    part. Returns (rows, failures)."""
     cache = Path(cache)
     tmp_index = cache / f".{INDEX}.tmp"
     tmp_fail = cache / f".{FAILURES}.tmp"
     n_rows = n_fail = 0
     buffer: list[dict] = []
+    videos: list[dict] = []
     with pq.ParquetWriter(tmp_index, SCHEMA) as writer, tmp_fail.open("w", newline="") as ff:
         fails = csv.writer(ff)
         fails.writerow(["video", "frame", "reason"])
@@ -105,7 +226,8 @@ def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
                 buffer.clear()
 
         for part in _parts(cache):
-            buffer.extend(part["rows"])
+            buffer.extend(_full(r) for r in part["rows"])
+            videos.append(video_row(part))
             n_rows += len(part["rows"])
             for f in part["failures"]:
                 fails.writerow([f["video"], "" if f["frame"] is None else f["frame"], f["reason"]])
@@ -113,15 +235,38 @@ def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
             if len(buffer) >= batch_rows:
                 flush()
         flush()
+    tmp_videos = cache / f".{VIDEOS}.tmp"
+    pq.write_table(pa.Table.from_pylist(videos, schema=VIDEO_SCHEMA), tmp_videos)
+    os.replace(tmp_videos, cache / VIDEOS)
     os.replace(tmp_index, cache / INDEX)
     os.replace(tmp_fail, cache / FAILURES)
     return n_rows, n_fail
 
 
+def read_videos(cache: str | Path, split: str | None = None) -> pd.DataFrame:
+    """The cache's videos.parquet (every video processed, with or without faces)."""
+    path = Path(cache) / VIDEOS
+    if not path.is_file():
+        raise DffrError(
+            f"{path} not found (a cache indexed by an older dffr): re-index it with "
+            f"`dffr merge-cache {cache}`"
+        )
+    df = pd.read_parquet(path)
+    return df[df["split"] == split].reset_index(drop=True) if split else df
+
+
 def merge_caches(out: str | Path, sources: list[str | Path]) -> tuple[int, int]:
     """Bring the faces and parts of other caches (shards) into `out`, then index it."""
     out = Path(out)
+    absent = [str(s) for s in map(Path, sources) if not (s / "parts").is_dir()]
+    if absent:
+        raise DffrError(f"not a cache (no parts/ folder): {', '.join(absent)}")
     for src in map(Path, sources):
+        theirs = read_settings(src)
+        if theirs is not None:  # shards of one cache share its settings
+            check_settings(
+                out, {k: v for k, v in theirs.items() if k in COMPARED}, theirs.get("root")
+            )
         if src.resolve() == out.resolve():
             continue
         for sub in ("faces", "parts"):
@@ -135,12 +280,15 @@ def read_index(cache: str | Path, split: str | None = None) -> pd.DataFrame:
     """The cache's index as a DataFrame (landmarks as (68, 2) arrays)."""
     path = Path(cache) / INDEX
     if not path.is_file():
-        from dffr.errors import DffrError
-
         raise DffrError(f"{path} not found: run `dffr preprocess` (or `dffr merge-cache`)")
     df = pd.read_parquet(path)
     if split:
         df = df[df["split"] == split].reset_index(drop=True)
+    for column, value in ROW_DEFAULTS.items():  # an index written before these columns
+        if column not in df:
+            df[column] = value
+    if "video_label" not in df:
+        df["video_label"] = df["label"]
     df["landmarks"] = [np.asarray(v, dtype=np.float64).reshape(68, 2) for v in df["landmarks"]]
     df["matrix"] = [np.asarray(v, dtype=np.float64).reshape(2, 3) for v in df["matrix"]]
     return df

@@ -9,7 +9,7 @@ import click
 from dffr.clickutil import RegistryChoice
 from dffr.datasets.base import DATASETS, SPLITS, get_dataset
 from dffr.datasets.cache import iter_regions, merge_caches
-from dffr.datasets.preprocess import Settings, preprocess
+from dffr.datasets.preprocess import DIFF_THRESHOLD, FACE_MODES, Settings, preprocess
 from dffr.errors import DffrError
 from dffr.regions.masks import REGIONS
 from dffr.regions.segment import MIN_FACE
@@ -27,25 +27,73 @@ def _shard(value: str | None) -> tuple[int, int]:
     return (i, n)
 
 
+def split_counts(name: str, items) -> str:
+    """ "FaceForensics videos: train 720 real / 2880 fake, ..." (what each split holds)."""
+    counts = {s: [0, 0] for s in SPLITS}
+    for it in items:
+        counts[it.split][it.label] += 1
+    parts = [f"{s} {r} real / {f} fake" for s, (r, f) in counts.items() if r or f]
+    return f"{name} videos: " + (", ".join(parts) if parts else "none")
+
+
 @click.command("preprocess")
 @click.option("--ddbb", required=True, type=RegistryChoice(DATASETS))
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="database folder")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="cache folder")
-@click.option("--frames", default=20, show_default=True, help="frames per video, evenly spaced")
-@click.option("--size", default=200, show_default=True, help="face crop side, pixels")
-@click.option("--scale", default=1.3, show_default=True, help="crop enlargement")
+@click.option(
+    "--frames",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="frames per video, evenly spaced",
+)
+@click.option(
+    "--size", default=200, show_default=True, type=click.IntRange(min=8), help="face crop side, px"
+)
+@click.option(
+    "--scale",
+    default=1.3,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="crop enlargement",
+)
+@click.option(
+    "--faces",
+    type=click.Choice(FACE_MODES),
+    default=None,
+    help="track the largest face or every face (default: the database's; DFDC: all)",
+)
+@click.option(
+    "--diff-threshold",
+    default=DIFF_THRESHOLD,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="every face tracked: a fake's face is fake when it differs from its original "
+    "by more than this (mean grey levels)",
+)
 @click.option(
     "--backend",
     default="dlib",
     show_default=True,
     type=click.Choice(["dlib", "face-alignment"], case_sensitive=False),
 )
-@click.option("--min-face", default=MIN_FACE, show_default=True)
-@click.option("--workers", default=1, show_default=True, help="parallel processes over videos")
+@click.option("--min-face", default=MIN_FACE, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="parallel processes over videos",
+)
 @click.option("--shard", default=None, help="i/n: process only shard i of n (0-based)")
 @click.option("--split", type=click.Choice(SPLITS), default=None, help="only this split")
 @click.option("--compression", default=None, help="FaceForensics: raw/c0, c23 (default), c40")
-@click.option("--methods", default=None, help="FaceForensics: comma list of manipulations")
+@click.option(
+    "--methods",
+    default=None,
+    help="FaceForensics: comma list of manipulations (default: Deepfakes, Face2Face, "
+    "FaceSwap, NeuralTextures, the paper's)",
+)
 @click.option(
     "--splits",
     "splits_dir",
@@ -53,7 +101,12 @@ def _shard(value: str | None) -> tuple[int, int]:
     type=click.Path(path_type=Path),
     help="FaceForensics: folder with the official train/val/test.json",
 )
-@click.option("--protocol", default=None, help="CelebDF: disjoint (default) or rest")
+@click.option(
+    "--protocol",
+    default=None,
+    help="CelebDF: official (default: test = the official list, train/val = the rest) "
+    "or disjoint (no test identity trained on)",
+)
 @click.option("--group", default=None, help="folder: regex naming a file's group")
 def preprocess_cmd(
     ddbb,
@@ -62,6 +115,8 @@ def preprocess_cmd(
     frames,
     size,
     scale,
+    faces,
+    diff_threshold,
     backend,
     min_face,
     workers,
@@ -89,8 +144,17 @@ def preprocess_cmd(
     try:
         ds = get_dataset(ddbb, root, **options)
         items = [it for it in ds.items() if split is None or it.split == split]
-        settings = Settings(frames, size, scale, backend, min_face)
-        s = preprocess(items, ds.root, out, settings, workers=workers, shard=shard_t)
+        click.echo(split_counts(ds.name, items), err=True)
+        settings = Settings(
+            frames,
+            size,
+            scale,
+            backend,
+            min_face,
+            faces=faces,
+            diff_threshold=diff_threshold,
+        )
+        s = preprocess(items, ds.root, out, settings, workers=workers, shard=shard_t, database=ds)
     except DffrError as e:
         raise click.ClickException(str(e)) from None
     excluded = getattr(ds, "excluded", [])
@@ -122,7 +186,10 @@ def preprocess_cmd(
 def merge_cache_cmd(caches, out):
     """Join shard caches (or re-index one cache) into index.parquet + failures.csv."""
     target = out or caches[0]
-    rows, fails = merge_caches(target, list(caches))
+    try:
+        rows, fails = merge_caches(target, list(caches))
+    except DffrError as e:
+        raise click.ClickException(str(e)) from None
     click.echo(f"{target / 'index.parquet'}: {rows} row(s), {fails} failure(s)", err=True)
 
 

@@ -1,10 +1,17 @@
 """`dffr preprocess`: videos -> face crops + landmarks + index, resumable and shardable.
 
-Each video is decoded once; N frames evenly spaced over its length are kept; the face
-is detected in the first and tracked in the others; each frame's 68 landmarks are
-computed and its face crop written. A video's rows and failures are committed in one
-atomic write after its crops, so a run killed at any moment and started again redoes at
-most the videos it was in the middle of, and ends with the same index.
+Each video is decoded once; N frames evenly spaced over its length are kept; faces are
+detected in the first and tracked in the others (the largest face, or every face for a
+database whose videos show several people); each face's 68 landmarks are computed and
+its crop written. A video's rows and failures are committed in one atomic write after
+its crops, so a run killed at any moment and started again redoes at most the videos it
+was in the middle of, and ends with the same index.
+
+Labels are the video's, except where every face is tracked and a fake's original is on
+disk: then a face is fake only if its crop differs from the same crop of the original
+(the mean absolute difference inside the face, median over the track's frames, above
+`diff_threshold` grey levels), as DFDC solutions label faces; an untouched bystander in
+a fake video is a real face. `label_source` says which rule labelled each row.
 """
 
 from __future__ import annotations
@@ -14,28 +21,49 @@ import json
 import multiprocessing as mp
 import zlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dffr.datasets.base import Item
-from dffr.datasets.cache import atomic_write_bytes, build_index, face_path, part_path
+from dffr.datasets.base import Dataset, Item
+from dffr.datasets.cache import (
+    atomic_write_bytes,
+    build_index,
+    check_settings,
+    face_path,
+    part_path,
+)
 from dffr.datasets.tracking import FaceTracker
-from dffr.datasets.video import VideoError, read_frames
+from dffr.datasets.video import VideoError, frame_indices, read_frames
 from dffr.regions.crop import face_crop
 from dffr.regions.landmarks import get_backend
+from dffr.regions.masks import region_masks
+
+FACE_MODES = ("largest", "all")
+DIFF_THRESHOLD = 4.0  # grey levels; re-encoding the DFDC sample moves its face by 2.4-2.9
+NO_FACE = ("no face found", "face too small")  # failure reasons of a faceless frame
 
 
 @dataclass(frozen=True)
 class Settings:
+    """What a cache is made with; recorded in CACHE/settings.json and checked on reuse."""
+
     frames: int = 20
     size: int = 200
     scale: float = 1.3
     backend: str = "dlib"
     min_face: int = 24
+    faces: str | None = None  # largest | all; None: the database's own (DFDC: all)
+    face_detector: str = "hog"  # dlib's HOG, doubtful boxes confirmed by its MMOD CNN
+    diff_threshold: float = DIFF_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if self.faces is not None and self.faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {FACE_MODES}, not {self.faces!r}")
 
 
 @dataclass
@@ -59,53 +87,131 @@ def _png(rgb) -> bytes:
     return buf.getvalue()
 
 
+def face_difference(crop, landmarks: np.ndarray, original: np.ndarray, settings) -> float:
+    """Mean absolute grey-level difference inside the face between a crop and the crop
+    cut the same way (same landmarks, window and resampling) from the original frame."""
+    other = face_crop(original, landmarks, settings.scale, settings.size).image
+    inside = region_masks(crop.landmarks, crop.image.shape)["entire"]
+    diff = np.abs(crop.image.astype(np.int16) - other.astype(np.int16)).mean(axis=2)
+    return float(diff[inside].mean()) if inside.any() else float("nan")
+
+
+def _original_frames(item: Item, root: Path, indices: list[int], why: list[str]):
+    """The original's frames at `indices` (None where there is none: not on disk, not
+    decodable, shorter), forever; `why` collects the reason."""
+    path = Path(root) / item.original
+    if not path.is_file():
+        why.append(f"original {item.original} not on disk")
+    else:
+        try:
+            for _, frame in read_frames(path, indices=indices):
+                yield frame
+        except VideoError as e:
+            why.append(f"original: {e}")
+    while True:
+        yield None
+
+
 def process_video(item: Item, root: Path, cache: Path, settings: Settings, backend) -> dict:
     """Crops and landmarks of one video; returns (and commits) its part."""
-    rows, failures = [], []
+    rows, failures, no_face, sampled = [], [], [], []
+    why: list[str] = []  # why a fake's faces could not be compared with its original
 
     def fail(frame: int | None, reason: str) -> None:
         failures.append({"video": item.video, "frame": frame, "reason": reason})
 
     path = item.path(root)
+    every_face = settings.faces == "all"
+    compare = every_face and item.label == 1 and bool(item.original)
     if not path.exists():
         where = f"listed in {item.listed_in} but " if item.listed_in else ""
         fail(None, f"missing: {where}not found at {path}")
     else:
-        tracker = FaceTracker(backend)
+        tracker = FaceTracker(backend, all_faces=every_face)
         try:
-            for idx, frame in read_frames(path, settings.frames):
+            indices = frame_indices(path, settings.frames)
+            originals = _original_frames(item, root, indices, why) if compare else None
+            for idx, frame in read_frames(path, indices=indices):
+                sampled.append(idx)
+                original = next(originals) if originals is not None else None
                 if frame is None:
                     fail(idx, "frame could not be decoded (video shorter than its header says)")
                     continue
-                face = tracker(frame)
-                if face is None:
+                if original is not None and original.shape != frame.shape:
+                    why.append(f"original {item.original} has another frame size")
+                    original = None
+                kept = 0
+                faces = tracker(frame)
+                if not faces:
                     fail(idx, "no face found")
-                    continue
-                if face.size < settings.min_face:
-                    fail(idx, f"face too small: {face.size:.0f} px, minimum {settings.min_face}")
-                    continue
-                crop = face_crop(frame, face.landmarks, settings.scale, settings.size)
-                rel = face_path(item.video, idx)
-                atomic_write_bytes(cache / rel, _png(crop.image))
-                rows.append(
-                    {
-                        "ddbb": item.ddbb,
-                        "video": item.video,
-                        "frame": idx,
-                        "label": item.label,
-                        "split": item.split,
-                        "method": item.method,
-                        "face": rel,
-                        "landmarks": [round(float(v), 3) for v in crop.landmarks.ravel()],
-                        "matrix": [float(v) for v in crop.matrix.ravel()],
-                        "face_size": round(face.size, 2),
-                    }
-                )
+                for track, face in faces:
+                    if face.size < settings.min_face:
+                        fail(
+                            idx,
+                            f"face too small: {face.size:.0f} px, minimum {settings.min_face}"
+                            + (f" (face {track})" if every_face else ""),
+                        )
+                        continue
+                    crop = face_crop(frame, face.landmarks, settings.scale, settings.size)
+                    rel = face_path(item.video, idx, track)
+                    atomic_write_bytes(cache / rel, _png(crop.image))
+                    kept += 1
+                    diff = (
+                        face_difference(crop, face.landmarks, original, settings)
+                        if original is not None
+                        else float("nan")
+                    )
+                    rows.append(
+                        {
+                            "ddbb": item.ddbb,
+                            "video": item.video,
+                            "frame": idx,
+                            "track": track,
+                            "label": item.label,
+                            "video_label": item.label,
+                            "label_source": "video",
+                            "split": item.split,
+                            "method": item.method,
+                            "face": rel,
+                            "landmarks": [round(float(v), 3) for v in crop.landmarks.ravel()],
+                            "matrix": [float(v) for v in crop.matrix.ravel()],
+                            "face_size": round(face.size, 2),
+                            "diff": None if np.isnan(diff) else round(diff, 3),
+                        }
+                    )
+                if not kept:
+                    no_face.append(idx)
         except VideoError as e:
             fail(None, str(e))
-    part = {"item": asdict(item), "settings": asdict(settings), "rows": rows, "failures": failures}
+        if compare:
+            _label_by_difference(rows, settings.diff_threshold, "; ".join(dict.fromkeys(why)))
+    part = {
+        "item": asdict(item),
+        "settings": asdict(settings),
+        "rows": rows,
+        "failures": failures,
+        "sampled": sampled,
+        "no_face": no_face,
+    }
     atomic_write_bytes(part_path(cache, item.video), json.dumps(part).encode())
     return part
+
+
+def _label_by_difference(rows: list[dict], threshold: float, note: str) -> None:
+    """A fake's face tracks: fake where they differ from the original, real where not.
+    Without a usable original every face keeps the video's label, and says why."""
+    by_track: dict[int, list[float]] = {}
+    for r in rows:
+        if r["diff"] is not None:
+            by_track.setdefault(r["track"], []).append(r["diff"])
+    for r in rows:
+        diffs = by_track.get(r["track"])
+        if not diffs:
+            r["label_source"] = f"video ({note or 'no frame of the original to compare'})"
+            continue
+        median = float(np.median(diffs))
+        r["label"] = int(median > threshold)
+        r["label_source"] = f"difference from original ({median:.1f} vs {threshold:g})"
 
 
 _WORKER: dict = {}
@@ -129,6 +235,13 @@ def _work(args) -> tuple[int, int]:
     return len(part["rows"]), len(part["failures"])
 
 
+def resolve_settings(settings: Settings, database: Dataset | None) -> Settings:
+    """The settings with the database's own face mode filled in."""
+    if settings.faces is None:
+        return replace(settings, faces=database.faces if database is not None else "largest")
+    return settings
+
+
 def preprocess(
     items: Iterable[Item],
     root: str | Path,
@@ -137,10 +250,20 @@ def preprocess(
     workers: int = 1,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    database: Dataset | None = None,
 ) -> Summary:
-    """Process every item not yet in the cache; index the cache unless sharded."""
+    """Process every item not yet in the cache; index the cache unless sharded.
+
+    The settings (and `database`'s name and options) are recorded in the cache; adding
+    to a cache made otherwise raises CacheSettingsError naming the difference."""
     root, cache = Path(root), Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
+    items = list(items)
+    settings = resolve_settings(settings, database)
+    ddbb = database.name if database is not None else (items[0].ddbb if items else "")
+    made = {"ddbb": ddbb, **asdict(settings)}
+    if database is not None:  # without it, its options are unknown: not recorded
+        made["options"] = database.options()
+    check_settings(cache, made, root)
     mine = [it for it in items if in_shard(it.video, shard)]
     todo = [it for it in mine if not part_path(cache, it.video).is_file()]
     summary = Summary(videos=len(todo), skipped=len(mine) - len(todo))

@@ -1,5 +1,11 @@
-"""Follow one face through a video's sampled frames, detecting from scratch only when
-the face is lost (first frame, a cut, a face that left its search window)."""
+"""Follow faces through a video's sampled frames, detecting from scratch only when a
+face is lost (the first frame, a cut, a face that left its search window).
+
+`all_faces=False` follows one face, the largest when it starts (a database whose label
+speaks for one subject). `all_faces=True` follows every face: each face found in the
+first frame (or found later, when a full detection runs because a face was lost) is a
+track with a number of its own, so two people in one video are never mixed up.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +14,74 @@ import numpy as np
 from dffr.regions.landmarks import Face, LandmarkBackend
 
 
-class FaceTracker:
-    """Callable: RGB frame -> the tracked Face (largest face when it starts), or None."""
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
-    def __init__(self, backend: LandmarkBackend) -> None:
+
+def same_face(prior: np.ndarray, box: np.ndarray) -> bool:
+    """Could `box` be the face last seen at `prior`: its centre within one face width
+    and its size within a factor of two."""
+    side = max(prior[2] - prior[0], prior[3] - prior[1])
+    ratio = max(box[2] - box[0], box[3] - box[1]) / side
+    shift = np.hypot(
+        (box[0] + box[2] - prior[0] - prior[2]) / 2, (box[1] + box[3] - prior[1] - prior[3]) / 2
+    )
+    return 0.5 <= ratio <= 2.0 and shift <= side
+
+
+class FaceTracker:
+    """Callable: RGB frame -> [(track number, Face)], sorted by track number."""
+
+    def __init__(self, backend: LandmarkBackend, all_faces: bool = False) -> None:
         if not hasattr(backend, "detector"):
             raise ValueError("face tracking needs a backend that detects faces (dlib, ...)")
         self.backend = backend
-        self.box: np.ndarray | None = None
+        self.all_faces = all_faces
+        self.tracks: dict[int, np.ndarray] = {}  # track -> its last box
         self.full_detections = 0
 
-    def __call__(self, frame: np.ndarray) -> Face | None:
-        found = None if self.box is None else self.backend.detector.near(frame, self.box)
-        if found is None:
-            self.full_detections += 1
-            faces = self.backend.find_faces(frame)
-            if not faces:
-                return None
-            found = max(faces, key=lambda f: f[0][2] - f[0][0])
-        box, score = found
-        self.box = box
-        return Face(box, self.backend.landmarks(frame, [box])[0], score)
+    def __call__(self, frame: np.ndarray) -> list[tuple[int, Face]]:
+        found: dict[int, tuple[np.ndarray, float]] = {}
+        for track, box in self.tracks.items():
+            hit = self.backend.detector.near(frame, box)
+            # two tracks drifting onto one face: the older keeps it
+            if hit is not None and all(overlap(hit[0], b) < 0.5 for b, _ in found.values()):
+                found[track] = hit
+        if not self.tracks or len(found) < len(self.tracks):
+            self._redetect(frame, found)
+        if not found:
+            return []
+        for track, (box, _) in found.items():
+            self.tracks[track] = box
+        order = sorted(found)
+        points = self.backend.landmarks(frame, [found[t][0] for t in order])
+        return [(t, Face(found[t][0], p, found[t][1])) for t, p in zip(order, points, strict=True)]
+
+    def _redetect(self, frame: np.ndarray, found: dict) -> None:
+        """A full-frame detection: lost tracks take the detection where they were last;
+        other new faces start tracks (all faces) or the largest restarts track 0."""
+        self.full_detections += 1
+        faces = [
+            f
+            for f in self.backend.find_faces(frame)
+            if all(overlap(f[0], b) < 0.5 for b, _ in found.values())
+        ]
+        faces.sort(key=lambda f: -(f[0][2] - f[0][0]))
+        if not self.all_faces:
+            if faces and not found:
+                found[0] = faces[0]
+            return
+        lost = [t for t in self.tracks if t not in found]
+        for face in faces:
+            match = next((t for t in lost if same_face(self.tracks[t], face[0])), None)
+            if match is None:
+                match = max(self.tracks, default=-1) + 1
+                self.tracks[match] = face[0]
+            else:
+                lost.remove(match)
+            found[match] = face

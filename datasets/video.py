@@ -54,24 +54,40 @@ def _count(path: Path) -> int:
     return n
 
 
-def read_frames(path: str | Path, n: int) -> Iterator[tuple[int, np.ndarray | None]]:
-    """Yield (frame index, RGB uint8 frame) for `n` evenly spaced frames.
+def frame_indices(path: str | Path, n: int) -> list[int]:
+    """The indices of the `n` evenly spaced frames `read_frames` gives (an image: [0])."""
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return [0]
+    _check_file(p)
+    return sample_indices(_count(p), n)
+
+
+def _check_file(p: Path) -> None:
+    if not p.is_file():
+        raise VideoError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise VideoError(f"{p}: empty file (0 bytes)")
+
+
+def read_frames(
+    path: str | Path, n: int = 0, indices: list[int] | None = None
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Yield (frame index, RGB uint8 frame) for `n` evenly spaced frames, or for the
+    given `indices` (sorted; e.g. the same frames of a fake's original).
 
     A frame that cannot be decoded (the container promised more frames than it holds)
     comes as (index, None) so the caller can record it; a file that cannot be opened at
     all raises VideoError."""
     p = Path(path)
-    if not p.is_file():
-        raise VideoError(f"{p}: no such file")
-    if p.stat().st_size == 0:
-        raise VideoError(f"{p}: empty file (0 bytes)")
+    _check_file(p)
     if p.suffix.lower() in IMAGE_SUFFIXES:
         try:
             yield 0, read_image(p)
         except ImageReadError as e:
             raise VideoError(str(e)) from None
         return
-    targets = sample_indices(_count(p), n)
+    targets = sample_indices(_count(p), n) if indices is None else list(indices)
     if not targets:
         raise VideoError(f"{p}: no frames could be decoded")
     cap = _open(p)

@@ -17,6 +17,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from dffr.detectors.imagenet import WeightsFile
 from dffr.device import Device, resolve_device
 from dffr.errors import DffrError
 from dffr.registry import Registry
@@ -46,8 +47,8 @@ class DetectorConfig:
     patience: int = 5  # epochs without a better val AUC before stopping
     bn_recalibration: int = 256  # training images that re-estimate BN statistics (0: off)
     seed: int = 0
-    pretrained: bool | None = None  # None: ImageNet when present locally, else random + warning
-    imagenet: str | None = None  # a local ImageNet weights file
+    pretrained: bool = True  # ImageNet (fetched when absent); False: random (--from-scratch)
+    imagenet: str | None = None  # the user's own ImageNet weights file
     negatives: str = "none"  # none | fwa | sbi
     fake_index: int = 0  # two-class heads: the class index of FAKE (the seed's convention)
     sigmoid_means: str = "fake"  # Keras sigmoid heads: "fake" (ours) or "real" (seed .hdf5)
@@ -81,6 +82,15 @@ class Detector(ABC):
             raise DffrError(f"{self.name} offers {offered}, not trunk {config.trunk!r}")
         self.config = config
         self.device = device if isinstance(device, Device) else resolve_device(device)
+        # how the weights started: {"kind": "imagenet", "file", "sha256"} or random; a
+        # loaded model says what its sidecar recorded
+        self.init: dict = {"kind": "random"}
+
+    @classmethod
+    def imagenet_weights(cls, config: DetectorConfig) -> WeightsFile | None:
+        """The published ImageNet file a model built from `config` starts from (None: it
+        has none); `dffr weights` and experiment plans list these without building."""
+        return None
 
     @property
     def lr(self) -> float:
@@ -166,6 +176,7 @@ def load_detector(weights: str | Path, device: Device | str | None = None, **ove
         except json.JSONDecodeError as e:
             raise WeightsError(f"{side}: unreadable sidecar ({e})") from None
         config = DetectorConfig.from_dict(meta["config"])
+        init = meta.get("init", {"kind": "not recorded"})
     else:
         parts = weights.stem.split("_")
         if len(parts) < 3 or parts[0] not in DETECTORS:
@@ -180,9 +191,11 @@ def load_detector(weights: str | Path, device: Device | str | None = None, **ove
             pretrained=False,
             sigmoid_means="real",
         )
+        init = {"kind": "seed release"}
     for k, v in overrides.items():
         setattr(config, k, v)
     config.pretrained = False  # the weights file replaces any initialisation
     det = build_detector(config, device)
     det.load_weights(weights)
+    det.init = init
     return det

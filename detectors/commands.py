@@ -45,15 +45,17 @@ from dffr.regions.masks import REGIONS
     help="learn from real faces only: synthesise the fakes",
 )
 @click.option(
-    "--pretrained/--no-pretrained",
-    default=None,
-    help="require (or refuse) ImageNet initialisation; default: use it when present",
+    "--from-scratch",
+    is_flag=True,
+    help="start from random weights instead of ImageNet (the paper fine-tunes from "
+    "ImageNet; recorded in the model's sidecar)",
 )
 @click.option(
     "--imagenet",
     type=click.Path(path_type=Path),
     default=None,
-    help="a local ImageNet weights file for the backbone",
+    help="your own ImageNet weights file for the backbone (default: the published one, "
+    "fetched into the framework's cache when absent; see `dffr weights list`)",
 )
 @click.option(
     "--trunk",
@@ -96,7 +98,7 @@ def train_cmd(
     warmup_epochs,
     patience,
     negatives,
-    pretrained,
+    from_scratch,
     imagenet,
     trunk,
     augment,
@@ -124,7 +126,7 @@ def train_cmd(
         warmup_epochs=warmup_epochs,
         patience=patience,
         seed=seed,
-        pretrained=pretrained,
+        pretrained=not from_scratch,
         imagenet=str(imagenet) if imagenet else None,
         negatives=negatives,
         trunk=trunk,

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import warnings
 from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -25,26 +23,8 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
+from dffr.detectors.imagenet import KERAS_FILES, WeightsFile, initialisation, resolve
 from dffr.device import Device
-from dffr.errors import MissingWeightsError
-
-
-def keras_imagenet(config: DetectorConfig, network: str, filename: str) -> Path | None:
-    """The local no-top ImageNet weights file, or None (warned) / MissingWeightsError."""
-    if config.pretrained is False:
-        return None
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    path = Path(config.imagenet) if config.imagenet else home / "models" / filename
-    if path.is_file():
-        return path
-    msg = (
-        f"ImageNet weights for {network} not found at {path}: put Keras' {filename} "
-        "there or pass --imagenet PATH"
-    )
-    if config.pretrained:
-        raise MissingWeightsError(msg)
-    warnings.warn(f"{msg}; starting from random initialisation", stacklevel=3)
-    return None
 
 
 def full_batches(batches, size: int):
@@ -67,6 +47,10 @@ class KerasDetector(Detector):
     suffix = ".keras"
     default_lr = 1e-4
     imagenet_file: ClassVar[str]  # Keras' no-top ImageNet weights file name
+
+    @classmethod
+    def imagenet_weights(cls, config: DetectorConfig) -> WeightsFile | None:
+        return KERAS_FILES.get(getattr(cls, "imagenet_file", ""))
 
     def __init__(self, config: DetectorConfig, device: Device | str | None = None) -> None:
         super().__init__(config, device)
@@ -97,26 +81,35 @@ class KerasDetector(Detector):
         return tf.device(self.device.tensorflow)
 
     def _build(self):
+        """The network, in the dtype policy of this model's device (mixed float16 on a
+        GPU, float32 on a CPU), set before any layer is made and restored afterwards:
+        layers take the global policy when they are built, so setting it later would
+        leave this model in float32 and every later model of the process mixed."""
         k = self.keras
-        base = self.body()
-        imagenet = keras_imagenet(self.config, self.name, self.imagenet_file)
-        if imagenet is not None:
-            try:
-                base.load_weights(imagenet)
-            except Exception as e:
-                raise WeightsError(
-                    f"{imagenet}: not {self.name} no-top ImageNet weights ({e})"
-                ) from None
-            self.after_imagenet(base)
-        if self.device.kind == "cuda":
-            k.config.set_dtype_policy("mixed_float16")
         if self.config.head not in ("sigmoid", "softmax"):
             raise ValueError(
                 f"{self.name} head must be sigmoid or softmax, not {self.config.head!r}"
             )
-        units, act = (1, "sigmoid") if self.config.head == "sigmoid" else (2, "softmax")
-        out = k.layers.Dense(units, activation=act, name="fake", dtype="float32")(base.output)
-        return k.Model(base.input, out, name=f"{self.name.lower().replace('-', '_')}_dffr")
+        spec = self.imagenet_weights(self.config)
+        imagenet = resolve(self.config, spec, self.name)  # before minutes of building
+        self.init = initialisation(imagenet, spec)
+        previous = k.config.dtype_policy()
+        k.config.set_dtype_policy("mixed_float16" if self.device.kind == "cuda" else "float32")
+        try:
+            base = self.body()
+            if imagenet is not None:
+                try:
+                    base.load_weights(imagenet)
+                except Exception as e:
+                    raise WeightsError(
+                        f"{imagenet}: not {self.name} no-top ImageNet weights ({e})"
+                    ) from None
+                self.after_imagenet(base)
+            units, act = (1, "sigmoid") if self.config.head == "sigmoid" else (2, "softmax")
+            out = k.layers.Dense(units, activation=act, name="fake", dtype="float32")(base.output)
+            return k.Model(base.input, out, name=f"{self.name.lower().replace('-', '_')}_dffr")
+        finally:
+            k.config.set_dtype_policy(previous)
 
     def _compile(self, lr: float) -> None:
         loss = (

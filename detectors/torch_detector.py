@@ -5,59 +5,19 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from abc import abstractmethod
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm import tqdm
 
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
+from dffr.detectors.imagenet import WeightsFile, initialisation, resolve, torch_weights
 from dffr.device import Device
-from dffr.errors import MissingWeightsError
-
-
-def imagenet_file(arch: str) -> str:
-    """The file name torchvision gives `arch`'s ImageNet weights in torch's hub cache.
-
-    Its IMAGENET1K_V1 weights (the seed system's, and the ones nearly every torchvision
-    classifier has), else its DEFAULT; named by torchvision, so a new backbone needs
-    no entry here."""
-    weights = torchvision.models.get_model_weights(arch)
-    chosen = weights.IMAGENET1K_V1 if hasattr(weights, "IMAGENET1K_V1") else weights.DEFAULT
-    return chosen.url.rsplit("/", 1)[-1]
-
-
-def imagenet_state(arch: str, config: DetectorConfig) -> dict | None:
-    """ImageNet weights for a torchvision backbone, from --imagenet or torch's cache.
-
-    None (with a visible warning) when absent and not required; MissingWeightsError
-    when `pretrained=True` was asked for."""
-    if config.pretrained is False:
-        return None
-    name = imagenet_file(arch)
-    path = (
-        Path(config.imagenet)
-        if config.imagenet
-        else (Path(torch.hub.get_dir()) / "checkpoints" / name)
-    )
-    if not path.is_file():
-        msg = (
-            f"ImageNet weights for {arch} not found at {path}: put torchvision's "
-            f"{name} there or pass --imagenet PATH"
-        )
-        if config.pretrained:
-            raise MissingWeightsError(msg)
-        warnings.warn(f"{msg}; starting from random initialisation", stacklevel=3)
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"{path}: not a PyTorch state dict ({e})") from None
 
 
 def distributed() -> tuple[int, int]:
@@ -90,6 +50,27 @@ class TorchDetector(Detector):
     @abstractmethod
     def build(self) -> nn.Module:
         """The network, initialised (ImageNet where the detector uses it)."""
+
+    arch: str = ""  # the torchvision network whose ImageNet weights it starts from
+
+    @classmethod
+    def imagenet_weights(cls, config: DetectorConfig) -> WeightsFile | None:
+        return torch_weights(cls.arch) if cls.arch else None
+
+    def imagenet_state(self, required: bool = False) -> dict | None:
+        """The ImageNet state dict to start from (fetched when not here; None when
+        trained from scratch); records the initialisation in `self.init`.
+        `required`: whatever the config says (a released file built on ImageNet)."""
+        config = replace(self.config, pretrained=True) if required else self.config
+        spec = self.imagenet_weights(config)
+        path = resolve(config, spec, self.name)
+        self.init = initialisation(path, spec)
+        if path is None:
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise WeightsError(f"{path}: not a PyTorch state dict ({e})") from None
 
     @abstractmethod
     def probabilities(self, outputs) -> torch.Tensor:

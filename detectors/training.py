@@ -125,6 +125,7 @@ def train(
             "normalisation": det.normalisation,
             "labels": LABELS,
             "val_auc": det.val_auc,
+            "init": det.init,
             "data": {
                 "cache": str(cache),
                 "train": _counts(train_data),

@@ -9,6 +9,7 @@ import click
 
 from dffr.datasets.commands import merge_cache_cmd, preprocess_cmd, regions_cmd
 from dffr.detectors.commands import train_cmd
+from dffr.detectors.weights_commands import weights_cmd
 from dffr.device import resolve_device
 from dffr.errors import DffrError
 from dffr.experiments.commands import evaluate_cmd, experiment_cmd, score_cmd
@@ -80,7 +81,7 @@ def demo(ctx: click.Context, out: Path, faces: Path | None, quick: bool) -> None
             err=True,
         )
     ds = get_dataset("folder", db)
-    preprocess(ds.items(), db, cache, Settings(frames=1, size=200, min_face=MIN_FACE))
+    preprocess(ds.items(), db, cache, Settings(frames=1, size=200, min_face=MIN_FACE), database=ds)
     # one note per distinct warning (e.g. no ImageNet weights), not one per model trained
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
@@ -112,6 +113,7 @@ for command in (
     merge_cache_cmd,
     regions_cmd,
     train_cmd,
+    weights_cmd,
     score_cmd,
     fuse_cmd,
     evaluate_cmd,

@@ -145,10 +145,12 @@ def demo_experiment(out: Path, cache: Path, quick: bool = False) -> Path:
         "test": ["demo"],
         "detectors": ["DSP-FWA", "Capsule", "Xception"],
         "regions": regions,
-        # small configurations, from random initialisation (no ImageNet weights offline):
+        # small configurations, from random weights by choice (the demo runs offline,
+        # where ImageNet weights cannot be fetched; recorded as `random` with each model):
         # 64 px inputs (Xception's minimum is 71), no head-only warm-up, the best epoch
         # on validation kept; ResNet-18 in DSP-FWA, as ResNet-50 only memorises 400 faces
         "training": {
+            "pretrained": False,
             "warmup_epochs": 0,
             "batch": 16,
             "input_size": 64,

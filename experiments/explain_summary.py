@@ -43,7 +43,17 @@ TEMPLATE_SIZE = 128
 TEMPLATE = np.array([[0.36, 0.38], [0.64, 0.38], [0.50, 0.53], [0.39, 0.64], [0.61, 0.64]])
 PARTS = ("eyes", "nose", "mouth", "rest")
 SHARES = ("entire", *PARTS, "outside")
-FACE_COLUMNS = ["video", "frame", "label", "detector", "region", "score", "decision", *SHARES]
+FACE_COLUMNS = [
+    "video",
+    "frame",
+    "track",
+    "label",
+    "detector",
+    "region",
+    "score",
+    "decision",
+    *SHARES,
+]
 GROUPS = tuple((label, d) for label in ("real", "fake") for d in ("all", "correct", "wrong"))
 
 
@@ -184,6 +194,7 @@ def explain_summary(
                     {
                         "video": face.row["video"],
                         "frame": int(face.row["frame"]),
+                        "track": int(face.row["track"]),
                         "label": int(face.row["label"]),
                         "detector": key[0],
                         "region": key[1],

@@ -1,9 +1,15 @@
 """Detection metrics at frame and video level, with bootstrap confidence intervals.
 
 AUC, AP and accuracy come from scikit-learn; the EER is read off the ROC curve where the
-false-positive and false-negative rates cross (linearly interpolated). Video level =
-the mean of a video's frame scores. Confidence intervals resample whole videos, since
-frames of one video are not independent.
+false-positive and false-negative rates cross (linearly interpolated). Confidence
+intervals resample whole videos, since frames of one video are not independent.
+
+Frames without a face (rows with score NaN, see `dffr.experiments.scoring`) are never
+dropped silently: every result counts them (`no_face_frames`, and `no_face_videos` for
+videos without any face). Frame level scores the faces found. Video level: each face
+track's mean score, the highest track of a video (a video is fake if any face is, as
+in DFDC), against the video's label; a video without any face scores `no_face_score`
+(0.5 by default: no evidence either way), and the result says so.
 """
 
 from __future__ import annotations
@@ -41,10 +47,26 @@ def metrics(labels, scores) -> dict[str, float]:
     }
 
 
-def video_level(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per video: the mean of its frame scores."""
-    keys = [c for c in GROUP + ["video", "label", "method"] if c in scores]
-    return scores.groupby(keys, as_index=False, sort=False)["score"].mean()
+NO_FACE_SCORE = 0.5
+
+
+def video_level(scores: pd.DataFrame, no_face_score: float = NO_FACE_SCORE) -> pd.DataFrame:
+    """One row per video: its highest face track's mean score (`no_face_score` for a
+    video without a face), labelled with the video's label."""
+    keys = [c for c in GROUP + ["video", "method"] if c in scores]
+    labels = scores["video_label"] if "video_label" in scores else scores["label"]
+    data = scores.assign(label=labels)
+    track = data.get("track", 0)
+    per_track = (
+        data.assign(track=track)
+        .groupby([*keys, "label", "track"], sort=False, dropna=False)["score"]
+        .mean()
+        .reset_index()
+    )
+    videos = per_track.groupby([*keys, "label"], sort=False)["score"].max().reset_index()
+    videos["no_face"] = videos["score"].isna()
+    videos["score"] = videos["score"].fillna(no_face_score)
+    return videos
 
 
 def bootstrap(scores: pd.DataFrame, n: int = 1000, seed: int = 0) -> dict[str, tuple]:
@@ -69,17 +91,33 @@ def bootstrap(scores: pd.DataFrame, n: int = 1000, seed: int = 0) -> dict[str, t
 
 
 def evaluate(
-    scores: pd.DataFrame, level: str = "frame", n_bootstrap: int = 1000, seed: int = 0
+    scores: pd.DataFrame,
+    level: str = "frame",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    no_face_score: float = NO_FACE_SCORE,
 ) -> pd.DataFrame:
-    """A metrics table: one row per (train, test, detector, region, split)."""
+    """A metrics table: one row per (train, test, detector, region, split), with the
+    frames and videos without a face counted (see the module docstring)."""
     if level not in ("frame", "video"):
         raise ValueError("level must be 'frame' or 'video'")
-    data = video_level(scores) if level == "video" else scores
+    if not 0 <= no_face_score <= 1:
+        raise ValueError(f"no_face_score must be in [0, 1], not {no_face_score}")
     rows = []
-    for key, g in data.groupby(GROUP, sort=True):
+    for key, group in scores.groupby(GROUP, sort=True):
+        found = group["score"].notna()
+        faceless = group.loc[~found, "video"].unique()
+        no_face_videos = len(set(faceless) - set(group.loc[found, "video"]))
+        g = video_level(group, no_face_score) if level == "video" else group[found]
         row = dict(zip(GROUP, key, strict=True))
         row.update(
-            level=level, n=len(g), videos=g["video"].nunique(), **metrics(g["label"], g["score"])
+            level=level,
+            n=len(g),
+            videos=group["video"].nunique(),
+            no_face_frames=int((~found).sum()),
+            no_face_videos=no_face_videos,
+            no_face_score=no_face_score if level == "video" else np.nan,
+            **metrics(g["label"], g["score"]),
         )
         if n_bootstrap:
             for m, (lo, hi) in bootstrap(g, n_bootstrap, seed).items():

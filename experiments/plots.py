@@ -24,6 +24,7 @@ def roc_figure(scores: pd.DataFrame, path: Path, title: str) -> Path:
     the scores of one train/test pair and one split: a panel stays readable where one
     plot of every (detector, region) would not."""
     plt = _pyplot()
+    scores = scores[scores["score"].notna()]  # frames without a face: counted in the tables
     detectors = sorted(scores["detector"].unique(), key=lambda d: ("(" in d, d))
     cols = min(len(detectors), 2)
     rows = -(-len(detectors) // cols)

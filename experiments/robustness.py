@@ -34,7 +34,7 @@ from dffr.detectors.base import DETECTORS, Detector, load_detector, model_path
 from dffr.errors import DffrError
 from dffr.experiments.metrics import evaluate
 from dffr.experiments.plots import save_figure
-from dffr.experiments.scoring import SCORE_COLUMNS, predict_frames, read_scores
+from dffr.experiments.scoring import FACE_KEY, SCORE_COLUMNS, predict_frames, read_scores
 from dffr.fusion.fuse import fuse
 from dffr.fusion.rules import FusionError
 from dffr.perturbations import (
@@ -74,7 +74,8 @@ def sweep_levels(names: Sequence[str], overrides: dict[str, Sequence[float]] | N
 
 def _degrade(name: str, level: float, seed: int, crop, landmarks, row):
     """One frame's crop perturbed (noise seeded by the frame, not by its position)."""
-    frame_seed = [seed, zlib.crc32(f"{row['video']}/{row['frame']}".encode())]
+    face = f"/{row['track']}" if row["track"] else ""  # face 0 keeps its seed of old
+    frame_seed = [seed, zlib.crc32(f"{row['video']}/{row['frame']}{face}".encode())]
     moved = perturb_landmarks(landmarks, name, level, crop.shape)
     return perturb(crop, name, level, frame_seed), moved
 
@@ -129,8 +130,8 @@ def robustness(
     test_ddbb, tta = test["test_ddbb"].iloc[0], test["tta"].iloc[0]
     for spec in fusion:  # an impossible fusion fails here, before any scoring
         _fused(test[SCORE_COLUMNS], val, spec, scores_from)
-    frames = test[["video", "frame"]].drop_duplicates()
-    rows = read_index(cache).merge(frames, on=["video", "frame"])  # the cache's order
+    frames = test[FACE_KEY].drop_duplicates()
+    rows = read_index(cache).merge(frames, on=FACE_KEY)  # the cache's order
     if len(rows) < len(frames):
         raise DffrError(
             f"{len(frames) - len(rows)} of the {len(frames)} frames in {scores_from} are not "
@@ -199,7 +200,8 @@ def _scored(source: Path, split: str, test_ddbb: str | None) -> tuple[pd.DataFra
     """The model rows of a scores file to re-score (one test database), and its val rows."""
     scores = read_scores(source)
     scores = scores[scores["detector"].isin(DETECTORS.names()) & scores["region"].isin(REGIONS)]
-    test = scores[scores["split"] == split]
+    # frames without a face have nothing to perturb; they stay in the scores file's tables
+    test = scores[(scores["split"] == split) & scores["score"].notna()]
     if test.empty:
         raise DffrError(f"{source}: no {split!r} rows of a (detector, region) model")
     databases = sorted(test["test_ddbb"].unique())
@@ -231,13 +233,13 @@ def _mismatch(reference: dict, rows: pd.DataFrame, test: pd.DataFrame) -> float:
     """The largest difference between the unperturbed re-scores and the scores file."""
     worst = 0.0
     for (train_ddbb, det, region), values in reference.items():
-        mine = rows[["video", "frame"]].assign(mine=values)
+        mine = rows[FACE_KEY].assign(mine=values)
         theirs = test[
             (test["train_ddbb"] == train_ddbb)
             & (test["detector"] == det)
             & (test["region"] == region)
         ]
-        both = mine.merge(theirs, on=["video", "frame"])
+        both = mine.merge(theirs, on=FACE_KEY)
         worst = max(worst, float(np.abs(both["mine"] - both["score"]).max()))
     if worst > 1e-5:
         log.warning(
@@ -250,7 +252,7 @@ def _mismatch(reference: dict, rows: pd.DataFrame, test: pd.DataFrame) -> float:
 
 def _rows(rows, values: dict, name: str, level: float, test_ddbb: str, tta: str):
     """Perturbed scores in the layout of perturbed.parquet."""
-    base = rows[["video", "frame", "label", "split", "method"]].assign(
+    base = rows[[*FACE_KEY, "label", "video_label", "split", "method"]].assign(
         perturbation=name, level=level, test_ddbb=test_ddbb, tta=tta
     )
     parts = [

@@ -9,62 +9,75 @@ validation scores of the models' own training database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from dffr.detectors.base import PAPER_DETECTORS, DetectorConfig, model_path
+from dffr.detectors.base import DETECTORS, model_path, sidecar_path
 from dffr.errors import DffrError
-from dffr.regions.masks import REGIONS
+from dffr.experiments.spec import Experiment
+
+__all__ = ["Experiment", "preflight", "run"]
 
 
-@dataclass
-class Experiment:
-    name: str
-    caches: dict[str, str]
-    train: list[str]
-    test: list[str]
-    detectors: list[str] = field(default_factory=lambda: list(PAPER_DETECTORS))
-    regions: list[str] = field(default_factory=lambda: list(REGIONS))
-    models: str = "models"
-    training: dict = field(default_factory=dict)
-    overrides: dict = field(default_factory=dict)  # detector -> training keys for it alone
-    fusion: list[dict] = field(default_factory=list)
-    level: str = "frame"
-    bootstrap: int = 1000
-    tta: list[str] = field(default_factory=list)  # test-time views, e.g. [hflip, rotate15]
-    metric: str = "auc"
+def preflight(exp: Experiment) -> None:
+    """Everything `run` needs before it trains the first model: the caches (made with
+    the options asked for) and the ImageNet file of every model to train, fetched now
+    when absent. Raises DffrError listing every problem."""
+    from dffr.detectors.imagenet import locate
+    from dffr.experiments.plan import check_cache
 
-    @classmethod
-    def load(cls, path: str | Path) -> Experiment:
-        path = Path(path)
+    problems = [
+        p for ddbb in dict.fromkeys([*exp.train, *exp.test]) for p in check_cache(exp, ddbb)
+    ]
+    needed = {}
+    for ddbb in exp.train:
+        for det in exp.detectors:
+            for region in exp.regions:
+                if model_path(exp.models, det, ddbb, region).is_file():
+                    continue
+                config = exp.config(det, region, ddbb)
+                spec = DETECTORS.get(det).imagenet_weights(config)
+                if config.pretrained and not config.imagenet and spec is not None:
+                    needed.setdefault(spec, det)
+                elif config.pretrained and config.imagenet and not Path(config.imagenet).is_file():
+                    problems.append(f"{det}: --imagenet file {config.imagenet} not found")
+    for spec, det in needed.items():
         try:
-            spec = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise DffrError(f"{path}: cannot read the experiment ({e})") from None
-        known = set(cls.__dataclass_fields__)
-        unknown = set(spec) - known
-        if unknown:
-            raise DffrError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-        exp = cls(**spec)
-        base = path.parent
-        exp.caches = {
-            k: str((base / v) if not Path(v).is_absolute() else v) for k, v in exp.caches.items()
-        }
-        missing = [d for d in {*exp.train, *exp.test} if d not in exp.caches]
-        if missing:
-            raise DffrError(f"{path}: no cache given for {sorted(missing)}")
-        return exp
+            locate(spec, det)
+        except DffrError as e:
+            problems.append(str(e))
+    if problems:
+        raise DffrError("the experiment cannot run:\n  - " + "\n  - ".join(problems))
 
-    def needs_val(self) -> bool:
-        return any(
-            f.get("rule", "mean") in ("weighted_mean", "logistic", "svm")
-            or f.get("norm", "none") != "none"
-            or ".py:" in f.get("rule", "")
-            for f in self.fusion
-        )
+
+def initialisations(models: Path, results: pd.DataFrame, fused: pd.DataFrame) -> pd.DataFrame:
+    """`init` (imagenet / random / ...) and `init_files` (file:sha256) per result row,
+    from the models' sidecars; a fused result lists what its inputs started from."""
+
+    def of(train_ddbb: str, det: str, region: str) -> tuple[str, str]:
+        side = sidecar_path(model_path(models, det, train_ddbb, region))
+        meta = json.loads(side.read_text()) if side.is_file() else {}
+        init = meta.get("init", {"kind": "not recorded"})
+        files = f"{init['file']}:{init['sha256']}" if init.get("file") else ""
+        return init["kind"], files
+
+    inputs = (
+        fused.drop_duplicates(["train_ddbb", "detector", "region"])
+        .set_index(["train_ddbb", "detector", "region"])["inputs"]
+        .to_dict()
+        if len(fused)
+        else {}
+    )
+    kinds, files = [], []
+    for r in results.itertuples():
+        parts = inputs.get((r.train_ddbb, r.detector, r.region))
+        pairs = [p.split("/", 1) for p in parts.split("+")] if parts else [(r.detector, r.region)]
+        inits = [of(r.train_ddbb, d, g) for d, g in pairs]
+        kinds.append("+".join(sorted({k for k, _ in inits})))
+        files.append(" ".join(sorted({f for _, f in inits if f})))
+    return results.assign(init=kinds, init_files=files)
 
 
 def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str, Path]:
@@ -72,28 +85,33 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
     from dffr.detectors.training import train
     from dffr.experiments.metrics import evaluate
     from dffr.experiments.plots import methods_figure, roc_figure
-    from dffr.experiments.scoring import score
-    from dffr.experiments.tables import inter_table, intra_table, method_table, write_table
+    from dffr.experiments.scoring import read_scores, score
+    from dffr.experiments.tables import (
+        inter_table,
+        intra_table,
+        method_table,
+        no_face_note,
+        write_table,
+    )
     from dffr.fusion.fuse import fuse
 
     out = Path(out)
     models = Path(exp.models)
     scores_path = out / "scores.parquet"
+    preflight(exp)
     for db in exp.train:
         for det in exp.detectors:
             for region in exp.regions:
                 if model_path(models, det, db, region).is_file():
                     continue
-                own = [v for k, v in exp.overrides.items() if k.lower() == det.lower()]
-                settings = {**exp.training, **(own[0] if own else {})}
-                cfg = DetectorConfig(det, region=region, ddbb=db, **settings)
+                cfg = exp.config(det, region, db)
                 # resume: a model cut off by a killed run goes on from its last epoch
-                train(cfg, exp.caches[db], models, resume=True, device=device)
+                train(cfg, exp.cache_path(db), models, resume=True, device=device)
     for db in exp.train:
         splits = [(db, "val")] if exp.needs_val() else []
         for test_db, split in [(t, "test") for t in exp.test] + splits:
             score(
-                exp.caches[test_db],
+                exp.cache_path(test_db),
                 models,
                 db,
                 scores_path,
@@ -104,26 +122,26 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
                 test_ddbb=test_db,
                 tta=exp.tta,
             )
-    scores = pd.read_parquet(scores_path)
-    fused = [
-        fuse(
-            scores,
-            f.get("over", "regions"),
-            f.get("rule", "mean"),
-            f.get("subset"),
-            f.get("norm", "none"),
-        )
-        for f in exp.fusion
-    ]
+    scores = read_scores(scores_path)
+    fused = [fuse(scores, f.over, f.rule, f.subset, f.norm) for f in exp.fusion]
     everything = pd.concat([scores, *fused], ignore_index=True)
     everything.to_parquet(out / "fused.parquet", index=False)
     test_rows = everything[everything["split"] == "test"]
-    results = evaluate(test_rows, level=exp.level, n_bootstrap=exp.bootstrap)
+    results = evaluate(
+        test_rows, level=exp.level, n_bootstrap=exp.bootstrap, no_face_score=exp.no_face_score
+    )
+    all_fused = pd.concat(fused, ignore_index=True) if fused else pd.DataFrame()
+    results = initialisations(models, results, all_fused)
     results.to_csv(out / "metrics.csv", index=False)
     written = {"scores": scores_path, "metrics": out / "metrics.csv"}
+    note = no_face_note(results)
+    if note:
+        (out / "no_face.txt").write_text(note + "\n")
+        written["no_face"] = out / "no_face.txt"
     intra = intra_table(results, exp.metric)
     if not intra.empty:
-        write_table(intra, out / "intra", f"{exp.name}: intra-database {exp.metric.upper()} (%)")
+        caption = f"{exp.name}: intra-database {exp.metric.upper()} (%)"
+        write_table(intra, out / "intra", caption + (f". {note}" if note else ""))
         written["intra"] = out / "intra.md"
     methods = method_table(test_rows, exp.metric)
     if methods.shape[1] > 1:  # more than one manipulation: which region sees which
@@ -140,7 +158,8 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
             )
     inter = inter_table(results, exp.metric)
     if not inter.empty:
-        write_table(inter, out / "inter", f"{exp.name}: inter-database {exp.metric.upper()} (%)")
+        caption = f"{exp.name}: inter-database {exp.metric.upper()} (%)"
+        write_table(inter, out / "inter", caption + (f". {note}" if note else ""))
         written["inter"] = out / "inter.md"
     for (tr, te), g in test_rows.groupby(["train_ddbb", "test_ddbb"]):
         roc_figure(g, out / f"roc_{tr}_to_{te}.png", f"trained on {tr}, tested on {te}")

@@ -2,8 +2,14 @@
 
 All models are loaded once; each frame's crop is read once and cut into the regions the
 models need, and each region's batch goes through its model. The result is one row per
-(frame, detector, region): video, frame, label, split, method, test_ddbb, train_ddbb,
-detector, region, score = P(fake), tta. Re-running skips combinations already in the file.
+(frame, face, detector, region): video, frame, track (which face of the video), label
+(the face's), video_label, split, method, test_ddbb, train_ddbb, detector, region,
+score = P(fake), tta. Re-running skips combinations already in the file.
+
+Every sampled frame of the split has rows: a frame in which no face was found gets one
+row per model with track -1 and score NaN, so no test video disappears from the tables
+(see `dffr.experiments.metrics`: faceless frames are counted, and at video level a
+video without any face gets a stated fallback score).
 
 Test-time augmentation (`tta`): `hflip` and `rotateN` (+N and -N degrees) views of each
 region image are scored too and P(fake) is averaged over them and the image itself. The
@@ -23,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from dffr.datasets.cache import read_index
+from dffr.datasets.cache import read_index, read_videos
 from dffr.detectors.base import PAPER_DETECTORS, Detector, load_detector, model_path
 from dffr.errors import DffrError
 from dffr.images import read_image
@@ -33,7 +39,9 @@ from dffr.regions.masks import REGIONS, cut_regions
 SCORE_COLUMNS = [
     "video",
     "frame",
+    "track",
     "label",
+    "video_label",
     "split",
     "method",
     "test_ddbb",
@@ -44,6 +52,8 @@ SCORE_COLUMNS = [
     "tta",
 ]
 KEY = ["test_ddbb", "train_ddbb", "detector", "region", "split"]
+FACE_KEY = ["video", "frame", "track"]  # one face in one frame
+NO_FACE_TRACK = -1
 
 
 @dataclass
@@ -139,7 +149,31 @@ def read_scores(path: Path) -> pd.DataFrame:
     if "tta" not in df:
         df["tta"] = ""
     df["tta"] = df["tta"].fillna("")
+    if "track" not in df:  # written before faces were numbered: one face per frame
+        df["track"] = 0
+    if "video_label" not in df:
+        df["video_label"] = df["label"]
     return df
+
+
+def faceless_rows(cache: Path, split: str) -> pd.DataFrame:
+    """One row per sampled frame of `split` in which no face was found (track -1)."""
+    videos = read_videos(cache, split)
+    videos = videos[videos["no_face"].map(len) > 0]
+    rows = [
+        {
+            "video": v.video,
+            "frame": int(f),
+            "track": NO_FACE_TRACK,
+            "label": v.label,
+            "video_label": v.label,
+            "split": v.split,
+            "method": v.method,
+        }
+        for v in videos.itertuples()
+        for f in v.no_face
+    ]
+    return pd.DataFrame(rows, columns=[*FACE_KEY, "label", "video_label", "split", "method"])
 
 
 def _described(tta: str) -> str:
@@ -170,6 +204,7 @@ def score(
     if index.empty:
         raise DffrError(f"{cache}: no rows in split {split!r} to score")
     test_ddbb = test_ddbb or str(index["ddbb"].iloc[0])
+    faceless = faceless_rows(cache, split)
     previous = read_scores(out) if out.is_file() else pd.DataFrame(columns=SCORE_COLUMNS)
     held = set(previous["tta"])
     if held and held != {label}:
@@ -195,19 +230,22 @@ def score(
     scores = predict_frames(
         cache, index, loaded, batch, tta, progress=progress, desc=f"score {test_ddbb} {split}"
     )
-    base = index[["video", "frame", "label", "split", "method"]].copy()
+    columns = [*FACE_KEY, "label", "video_label", "split", "method"]
+    base = pd.concat([index[columns], faceless], ignore_index=True)
     base["test_ddbb"], base["train_ddbb"] = test_ddbb, train_ddbb
+    nan = np.full(len(faceless), np.nan)
     new = []
     for (det, region), values in scores.items():
         frame = base.copy()
         frame["detector"], frame["region"] = det, region
-        frame["score"], frame["tta"] = values, label
+        frame["score"], frame["tta"] = np.concatenate([values, nan]), label
         new.append(frame)
         report.scored.append((det, region))
     merged = pd.concat([previous, *new] if len(previous) else new, ignore_index=True)
     merged = merged[SCORE_COLUMNS]
-    merged["label"] = merged["label"].astype(np.int64)
-    merged["frame"] = merged["frame"].astype(np.int64)
+    merged = merged.astype(
+        {"label": np.int64, "video_label": np.int64, "frame": np.int64, "track": np.int64}
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     merged.to_parquet(tmp, index=False)

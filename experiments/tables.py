@@ -50,7 +50,7 @@ def method_table(scores: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
 
     rows = []
     keys = ["train_ddbb", "test_ddbb", *ROWS]
-    for key, g in scores.groupby(keys, sort=True):
+    for key, g in scores[scores["score"].notna()].groupby(keys, sort=True):
         real = g[g["label"] == 0]
         for method, fake in g[g["label"] == 1].groupby("method"):
             both = pd.concat([real, fake])
@@ -62,6 +62,28 @@ def method_table(scores: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
         index=keys, columns="method", values="cell", aggfunc="first"
     )
     return (100 * table).round(1)
+
+
+def no_face_note(results: pd.DataFrame) -> str:
+    """Per test database: how many test frames and videos had no face, and what became
+    of them ("" when every sampled frame had one)."""
+    notes = []
+    for ddbb, g in results.groupby("test_ddbb", sort=True):
+        first = g.iloc[0]  # every model saw the same frames
+        frames, videos = int(first["no_face_frames"]), int(first["no_face_videos"])
+        if not frames:
+            continue
+        video_level = first["level"] == "video"
+        fate = (
+            f"scored {first['no_face_score']:g} at video level"
+            if video_level
+            else "not in the frame-level figures"
+        )
+        notes.append(
+            f"{ddbb}: {frames} test frame(s) had no face, and {videos} of "
+            f"{int(first['videos'])} test video(s) none at all ({fate})"
+        )
+    return "; ".join(notes) + "." if notes else ""
 
 
 def write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:

@@ -4,7 +4,13 @@ Scores are laid side by side (one column per region, detector or (detector, regi
 normalised if asked (min-max or z-score, fitted on the validation split), and fused by a
 rule (fitted on the validation split when it learns). Fused rows have the layout of
 score rows, with the fused inputs named in `detector` / `region`, so tables and
-metrics treat them like any other score.
+metrics treat them like any other score; `inputs` lists the (detector/region) scores
+that went into each.
+
+What learns is fitted on the validation rows of the models' own training database
+only (test_ddbb == train_ddbb), whatever else the scores file holds: a scores file may
+also hold the validation rows of a database under test, and fitting there would leak.
+Frames without a face (score NaN) stay as fused rows with score NaN, to be counted.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ import logging
 import numpy as np
 import pandas as pd
 
+from dffr.experiments.scoring import SCORE_COLUMNS
 from dffr.fusion.rules import FunctionRule, FusionError, load_rule
 
 log = logging.getLogger(__name__)
 
-ROW = ["video", "frame", "label", "split", "method", "test_ddbb", "train_ddbb"]
+# a fused row is keyed as a score row, less what fusion combines or replaces
+ROW = [c for c in SCORE_COLUMNS if c not in ("detector", "region", "score", "tta")]
 PARTS = ("eyes", "nose", "mouth", "rest")
 OVER = ("regions", "detectors", "both")
 
@@ -47,10 +55,14 @@ class Normaliser:
 
 
 def side_by_side(scores: pd.DataFrame, over: str, subset=None) -> tuple[pd.DataFrame, list[str]]:
-    """Wide table: index = ROW (+ the kept column), one column per fused input."""
+    """Wide table: index = ROW (+ the kept column), one column per fused input; frames
+    without a face have NaN in every column."""
     if over not in OVER:
         raise FusionError(f"--over must be one of {OVER}, not {over!r}")
     df = scores.copy()
+    for column, default in (("track", 0), ("video_label", None)):  # older scores files
+        if column not in df:
+            df[column] = df["label"] if default is None else default
     if over == "regions":
         df = df[df["region"].isin(subset or PARTS)]
         keep, col = ["detector"], "region"
@@ -65,13 +77,13 @@ def side_by_side(scores: pd.DataFrame, over: str, subset=None) -> tuple[pd.DataF
     if df.empty:
         raise FusionError(f"no scores to fuse over {over} (subset: {subset or 'default'})")
     wide = df.set_index(ROW + keep + [col])["score"].unstack(col)
-    complete = wide.dropna()
-    if len(complete) < len(wide):
+    faceless = wide.isna().all(axis=1)
+    partial = wide.isna().any(axis=1) & ~faceless
+    if partial.any():
         log.warning(
-            "%d frame(s) lack some of the inputs and are left out of the fusion",
-            len(wide) - len(complete),
+            "%d face(s) lack some of the inputs and are left out of the fusion", int(partial.sum())
         )
-    return complete, keep
+    return wide[~partial], keep
 
 
 def fuse(
@@ -85,20 +97,27 @@ def fuse(
     """Fused score rows for every split present.
 
     What learns (the rule, the normalisation) is fitted on the `fit_split` rows of the
-    same models (same training database, detector or region), never on test rows."""
+    same models (same training database, detector or region) scored on that training
+    database itself, never on test rows nor on another database's rows."""
     wide, keep = side_by_side(scores, over, subset)
     fn = load_rule(rule)
     # a rule is fitted per model set: the val scores of the models' own training database
     tables = [t for _, t in wide.groupby(level=["train_ddbb", *keep])]
     out = []
-    for table in tables:
-        fit_rows = table[table.index.get_level_values("split") == fit_split]
+    for both in tables:
+        faceless = both.isna().all(axis=1)
+        table = both[~faceless]
+        idx = table.index
+        own = idx.get_level_values("test_ddbb") == idx.get_level_values("train_ddbb")
+        fit_rows = table[own & (idx.get_level_values("split") == fit_split)]
         learns = not isinstance(fn, FunctionRule) or norm != "none"
         if learns and (fit_rows.empty or fit_rows.index.get_level_values("label").nunique() < 2):
+            train_ddbb = idx.get_level_values("train_ddbb")[0] if len(idx) else "?"
             raise FusionError(
                 f"rule {rule!r} with normalisation {norm!r} is fitted on the {fit_split!r} "
-                f"split, which has no scores with both labels here: run `dffr score --split "
-                f"{fit_split}` first"
+                f"scores of the models' own training database ({train_ddbb}), and there are "
+                f"none with both labels: run `dffr score --cache <{train_ddbb} cache> "
+                f"--train-ddbb {train_ddbb} --split {fit_split}` into the same scores file"
             )
         normaliser = Normaliser(norm).fit(fit_rows) if learns else Normaliser("none")
         if not isinstance(fn, FunctionRule):
@@ -106,8 +125,10 @@ def fuse(
             fn.fit(normaliser(fit_rows), labels)
         fused = fn(normaliser(table))
         name = f"{rule.rsplit(':', 1)[-1]}({'+'.join(map(str, table.columns))})"
-        frame = table.index.to_frame(index=False)
-        frame["score"] = np.asarray(fused, dtype=np.float64)
+        frame = both.index.to_frame(index=False)
+        frame["score"] = np.nan
+        frame.loc[~faceless.to_numpy(), "score"] = np.asarray(fused, dtype=np.float64)
+        frame["inputs"] = "+".join(_inputs(over, table.columns, frame))
         if over == "regions":
             frame["region"] = name
         elif over == "detectors":
@@ -116,4 +137,13 @@ def fuse(
             frame["detector"] = frame["region"] = name
         out.append(frame)
     result = pd.concat(out, ignore_index=True)
-    return result[ROW + ["detector", "region", "score"]]
+    return result[ROW + ["detector", "region", "score", "inputs"]]
+
+
+def _inputs(over: str, columns, frame: pd.DataFrame) -> list[str]:
+    """The "detector/region" names of the fused scores."""
+    if over == "regions":
+        return [f"{frame['detector'].iloc[0]}/{c}" for c in columns]
+    if over == "detectors":
+        return [f"{c}/{frame['region'].iloc[0]}" for c in columns]
+    return [str(c) for c in columns]

@@ -3,12 +3,16 @@ photographs that ship with scikit-image, and a place to report measured figures.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# tests never fetch weights from the internet: a fetch goes to a closed local port (and
+# fails at once) unless a test serves the files itself on 127.0.0.1
+os.environ["DFFR_WEIGHTS_MIRROR"] = "http://127.0.0.1:9"
 _REPORT: dict[str, str] = {}
 
 
@@ -61,23 +65,35 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{name}: {text}")
 
 
+def write_video(path: Path, frames, fps: int = 10) -> Path:
+    """An MPEG-4 video of the given RGB frames (all of one size)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def write_face_video(path: Path, face: np.ndarray, n_frames: int = 12, size=(320, 240)) -> Path:
     """A short MPEG-4 video of a real face drifting across the frame; frame i's top-left
     8x8 corner has grey level 10*i so a test can tell which frame it got."""
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
     small = cv2.resize(face, (h, h))
+    frames = []
     for i in range(n_frames):
         frame = np.zeros((h, w, 3), np.uint8)
         x = int(i * (w - h) / max(n_frames - 1, 1))
         frame[:, x : x + h] = small
         frame[:8, :8] = 10 * i
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+        frames.append(frame)
+    return write_video(path, frames)
 
 
 @pytest.fixture(scope="session")
@@ -154,8 +170,6 @@ def cache(tmp_path_factory, face_video):
 def models(cache, tmp_path_factory):
     """Tiny DSP-FWA models of the eyes and the mouth, trained one epoch on `cache` as
     database "CelebDF" (models/CelebDF/DSP-FWA_CelebDF_{eyes,mouth}.pt)."""
-    import warnings
-
     from dffr.detectors.base import DetectorConfig
     from dffr.detectors.training import train
 
@@ -170,7 +184,5 @@ def models(cache, tmp_path_factory):
             batch=4,
             pretrained=False,
         )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="ImageNet weights")
-            train(cfg, cache, out)
+        train(cfg, cache, out)
     return out

@@ -35,8 +35,6 @@ from dffr.detectors.training_log import TrainingLog
 from dffr.errors import MissingWeightsError
 from dffr.experiments.scoring import score
 
-warnings.filterwarnings("ignore", message="ImageNet weights")
-
 TORCH = list(TORCHVISION)
 KERAS = list(KERAS_APPLICATIONS)
 HEAVY = {"ResNet-50", "VGG-16", "DenseNet-121", "EfficientNet-B0"}  # ResNet-18 runs by default
@@ -135,34 +133,48 @@ def test_fake_is_class_zero_by_default(faces):
 @pytest.mark.parametrize("name", TORCH)
 def test_torchvision_imagenet_file_required_but_absent(name, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    expected = tmp_path / "hub" / "checkpoints" / TORCH_FILES[name]
-    with pytest.raises(MissingWeightsError, match=re.escape(str(expected))):
+    folder = tmp_path / "hub" / "checkpoints"
+    expected = f"{TORCH_FILES[name]} is not in {folder}"
+    with pytest.raises(MissingWeightsError, match=re.escape(expected)) as e:
         make(name, pretrained=True)
+    assert f"dffr weights fetch --detectors {name}" in str(e.value)
 
 
-def test_torchvision_imagenet_files_load_under_their_names(tmp_path, monkeypatch):
+def test_torchvision_imagenet_files_are_hash_checked_and_recorded(tmp_path, monkeypatch):
+    from dffr.detectors.imagenet import WeightsHashError, file_digest
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     folder = tmp_path / "hub" / "checkpoints"
     folder.mkdir(parents=True)
-    with pytest.warns(UserWarning, match="resnet18-f37072fd.pth.*random initialisation"):
-        make("ResNet-18", pretrained=None)
     torch.manual_seed(1)
     resnet = torchvision.models.resnet18().state_dict()
+    # a stand-in under the published name is not the published file: refused
     torch.save(resnet, folder / TORCH_FILES["ResNet-18"])
-    det = make("ResNet-18", pretrained=True)
+    with pytest.raises(WeightsHashError, match="fails its hash check"):
+        make("ResNet-18", pretrained=True)
+    # the user's own file (--imagenet) is used as it is, and recorded
+    own = tmp_path / "my_resnet18.pth"
+    torch.save(resnet, own)
+    det = make("ResNet-18", pretrained=True, imagenet=str(own))
     assert torch.equal(det.model.conv1.weight, resnet["conv1.weight"])
     assert det.model.fc.out_features == 2  # the ImageNet classifier is replaced
+    assert det.init == {
+        "kind": "imagenet",
+        "file": "my_resnet18.pth",
+        "sha256": file_digest(own),
+        "source": "--imagenet",
+    }
     # torchvision's DenseNet file keeps the old key names (norm.1, conv.2, ...)
     dense = torchvision.models.densenet121().state_dict()
     old = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v
            for k, v in dense.items()}  # fmt: skip
     assert "features.denseblock1.denselayer1.norm.1.weight" in old
-    torch.save(old, folder / TORCH_FILES["DenseNet-121"])
-    det = make("DenseNet-121", pretrained=True)
+    torch.save(old, tmp_path / "densenet.pth")
+    det = make("DenseNet-121", pretrained=True, imagenet=str(tmp_path / "densenet.pth"))
     key = "features.denseblock4.denselayer16.conv2.weight"
     assert torch.equal(det.model.state_dict()[key], dense[key])
     with pytest.raises(WeightsError, match="do not fit torchvision's densenet121"):
-        make("DenseNet-121", pretrained=True, imagenet=str(folder / TORCH_FILES["ResNet-18"]))
+        make("DenseNet-121", pretrained=True, imagenet=str(own))
 
 
 def test_inputs_too_small_are_refused_clearly():
@@ -207,8 +219,8 @@ def test_keras_imagenet_files(tmp_path, monkeypatch):
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     for name, app in KERAS_APPLICATIONS.items():
-        expected = tmp_path / "models" / app.imagenet
-        with pytest.raises(MissingWeightsError, match=re.escape(str(expected))):
+        expected = f"{app.imagenet} is not in {tmp_path / 'models'}"
+        with pytest.raises(MissingWeightsError, match=re.escape(expected)):
             make(name, pretrained=True)
     # an EfficientNet no-top file: its extra ImageNet rescaling is folded into the
     # Normalization variance, so the body computes what Keras' ImageNet model does
@@ -219,11 +231,12 @@ def test_keras_imagenet_files(tmp_path, monkeypatch):
     norm.adapt_mean.assign(np.float32([0.485, 0.456, 0.406]))
     norm.adapt_variance.assign(np.float32([0.229, 0.224, 0.225]) ** 2)
     norm.finalize_state()
-    (tmp_path / "models").mkdir()
+    own = tmp_path / "efficientnetb0_notop.h5"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras' notice that .h5 is a legacy format
-        ref.save(tmp_path / "models" / "efficientnetb0_notop.h5")
-    det = make("Keras-EfficientNetB0", pretrained=True)
+        ref.save(own)
+    det = make("Keras-EfficientNetB0", pretrained=True, imagenet=str(own))
+    assert det.init["kind"] == "imagenet" and det.init["file"] == own.name
     got = next(la for la in det.model.layers if isinstance(la, keras.layers.Normalization))
     assert np.allclose(np.array(got.adapt_variance), IMAGENET_STD**2 * IMAGENET_STD)
     conv = "stem_conv"
@@ -245,7 +258,7 @@ def test_train_and_score_with_a_torchvision_and_a_keras_backbone(cache, tmp_path
     result = CliRunner().invoke(
         main,
         ["--device", "cpu", "train", "--detector", "resnet-18", *common]
-        + ["--input-size", "64", "--no-pretrained", "--out", str(models)],
+        + ["--input-size", "64", "--from-scratch", "--out", str(models)],
     )
     assert result.exit_code == 0, result.output
     weights = models / "folder" / "ResNet-18_folder_eyes.pt"

@@ -52,7 +52,14 @@ def test_faceforensics_layout_labels_and_split_by_either_id(tmp_path, place):
     assert (fake.label, fake.method, fake.split) == (1, "Deepfakes", "train")
     assert o + "777.mp4" not in items  # not in any official list
     assert not any("/c40/" in v for v in items)
-    # DeepFakeDetection and the actors: split by actor, identity-disjoint
+    assert fake.identities == ("yt519", "yt515")
+    # the paper's four methods by default, whatever else is on disk
+    assert {i.method for i in items.values()} == {"real", "Deepfakes", "FaceSwap", "Face2Face"}
+    assert not any("DeepFakeDetection" in v or "actors" in v for v in items)
+    # DeepFakeDetection and the actors when asked for: split by actor, identity-disjoint
+    ds = get_dataset("FaceForensics", tmp_path, methods="Deepfakes,DeepFakeDetection")
+    items = by_video(ds.items())
+    assert ds.options()["methods"] == ["Deepfakes", "DeepFakeDetection"]
     dfd = [i for i in items.values() if "actors" in i.video or "DeepFakeDetection" in i.video]
     assert len(dfd) == 3 and {i.method for i in dfd} == {"DeepFakeDetection", "real"}
     assert items["original_sequences/actors/c23/videos/01__walk.mp4"].split == (
@@ -77,7 +84,7 @@ def test_faceforensics_options_and_missing_splits(tmp_path, place):
     assert get_dataset("FaceForensics", tmp_path, splits=other).items()
 
 
-def test_celebdf_inverted_labels_and_identity_disjoint_splits(tmp_path, place):
+def test_celebdf_official_protocol_and_the_disjoint_option(tmp_path, place):
     test_list = [
         "1 Celeb-real/id0_0001.mp4",
         "0 Celeb-synthesis/id0_id1_0001.mp4",
@@ -96,26 +103,40 @@ def test_celebdf_inverted_labels_and_identity_disjoint_splits(tmp_path, place):
     names += [f"Celeb-real/id{i}_000{k}.mp4" for i in range(2, 40) for k in range(2)]
     names += [f"Celeb-synthesis/id{i}_id{i + 1}_0000.mp4" for i in range(2, 40)]
     place(tmp_path, *names)
-    for protocol in ("disjoint", "rest"):
+    for protocol in ("official", "disjoint"):
         ds = get_dataset("CelebDF", tmp_path, protocol=protocol)
         items = by_video(ds.items())
+        assert ds.options() == {"protocol": protocol}
         # 1 = real in the official file, 1 = fake here
         assert items["Celeb-real/id0_0001.mp4"].label == 0
         assert items["Celeb-synthesis/id0_id1_0001.mp4"].label == 1
         assert items["Celeb-synthesis/id0_id1_0001.mp4"].split == "test"
         assert items["YouTube-real/00001.mp4"].split == "test"
+        assert {i.video for i in items.values() if i.split == "test"} == {
+            t.split()[1] for t in test_list if t
+        }
         ids = defaultdict(set)
         for it in items.values():
-            ids[it.split] |= identities(it.video)
-        assert not ids["train"] & ids["val"]
+            ids[it.split] |= set(identities(it.video))
         assert ids["train"] and ids["val"]
-        if protocol == "disjoint":
+        if protocol == "official":
+            # everything not listed is trained on: nothing dropped, fakes included
+            assert set(items) == set(names) and not ds.excluded
+            assert items["Celeb-real/id0_0002.mp4"].split in ("train", "val")
+            fakes = [i for i in items.values() if i.split == "train" and i.label == 1]
+            assert len(fakes) > 25
+            # val: videos whose identities are all validation identities
+            val_ids = {i for v in items.values() if v.split == "val" for i in v.identities}
+            for it in items.values():
+                if it.split == "train":
+                    assert not set(it.identities) <= val_ids
+        else:
+            assert not ids["train"] & ids["val"]
             assert not (ids["train"] | ids["val"]) & ids["test"]
             assert "Celeb-real/id0_0002.mp4" in ds.excluded
-        else:
-            assert items["Celeb-real/id0_0002.mp4"].split in ("train", "val")
-    with pytest.raises(DatasetError, match="protocol"):
-        get_dataset("CelebDF", tmp_path, protocol="x")
+    assert get_dataset("CelebDF", tmp_path).protocol == "official"  # the default
+    with pytest.raises(DatasetError, match="protocol must be one of official, disjoint"):
+        get_dataset("CelebDF", tmp_path, protocol="rest")
 
 
 def test_dfdc_missing_videos_and_fakes_with_their_originals(tmp_path, place):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -20,8 +19,6 @@ from dffr.detectors.base import (
 from dffr.detectors.data import ArrayData
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import DffrError, MissingWeightsError
-
-warnings.filterwarnings("ignore", message="ImageNet weights")
 
 REFERENCE = {"DSP-FWA": "dsp_fwa_sppnet_resnet50.json", "Capsule": "capsule_net.json"}
 
@@ -176,12 +173,13 @@ def test_bad_weight_files_are_refused_clearly(tmp_path):
         load_detector(odd)
 
 
-def test_pretrained_required_but_absent_is_a_clear_error(tmp_path, monkeypatch):
+def test_imagenet_is_the_default_and_its_absence_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(MissingWeightsError, match="resnet50-0676ba61.pth"):
-        make("DSP-FWA", pretrained=True)
-    with pytest.warns(UserWarning, match="random initialisation"):
-        build_detector(DetectorConfig("DSP-FWA", input_size=64), "cpu")
+    for name, file in (("DSP-FWA", "resnet50-0676ba61.pth"), ("Capsule", "vgg19-dcbb9e9d.pth")):
+        with pytest.raises(MissingWeightsError, match=f"{file} is not in {tmp_path}") as e:
+            build_detector(DetectorConfig(name, input_size=64), "cpu")  # no pretrained=...
+        assert "could not fetch" in str(e.value) and "--from-scratch" in str(e.value)
+    assert make("DSP-FWA").init == {"kind": "random"}  # pretrained=False: asked for
 
 
 def test_registry():

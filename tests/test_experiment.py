@@ -5,7 +5,6 @@ killed run resumed from its checkpoint."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import pandas as pd
 import pytest
@@ -17,8 +16,6 @@ from dffr.cli import main
 from dffr.detectors.base import DetectorConfig
 from dffr.detectors.training import train
 from dffr.experiments.runner import Experiment
-
-warnings.filterwarnings("ignore", message="ImageNet weights")
 
 
 @pytest.mark.slow
@@ -56,6 +53,9 @@ def test_experiment_tables_and_reuse(cache, tmp_path, monkeypatch):
     assert "tiny: intra-database AUC" in r.output
     sidecar = json.loads((tmp_path / "models" / "A" / "DSP-FWA_A_eyes.json").read_text())
     assert sidecar["input_size"] == 72  # the detector's own override, matched by name
+    assert sidecar["init"] == {"kind": "random"}
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["init"]) == {"random"}  # fused rows too: from their inputs
     scores = pd.read_parquet(out / "scores.parquet")
     assert set(scores["split"]) == {"test", "val"}  # val scored for the learned fusion
     assert len(scores[scores["split"] == "val"]["train_ddbb"].unique()) == 2
@@ -121,3 +121,11 @@ def test_paper_experiment_describes_the_full_study():
     exp = Experiment.load(Path(__file__).resolve().parents[1] / "experiments" / "paper.yaml")
     assert len(exp.train) == len(exp.test) == 4 and len(exp.detectors) == 3
     assert len(exp.regions) == 5 and exp.fusion
+    assert exp.cache_options("FaceForensics")["methods"] == [
+        "Deepfakes",
+        "Face2Face",
+        "FaceSwap",
+        "NeuralTextures",
+    ]
+    assert exp.cache_options("CelebDF") == {"protocol": "official"}
+    assert all(exp.config(d, "eyes", "DFDC").pretrained for d in exp.detectors)

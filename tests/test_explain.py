@@ -5,7 +5,6 @@ identically in PyTorch and Keras; heat mapped back to the frame; heat shares per
 from __future__ import annotations
 
 import shutil
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -37,8 +36,6 @@ from dffr.experiments.explain_summary import (
 from dffr.images import read_image, write_image
 from dffr.regions import segment_image
 from dffr.regions.crop import apply_affine, face_crop
-
-warnings.filterwarnings("ignore", message="ImageNet weights")
 
 S = 32  # the tiny networks' input size
 QUADRANT = (slice(0, S // 2), slice(S // 2, S))  # top right: a transposition would miss it

@@ -121,7 +121,7 @@ def test_user_rule_from_a_file_and_broken_rules(tmp_path):
         load_rule(f"{tmp_path / 'nope.py'}:f")
     with pytest.raises(FusionError, match="choose one of"):
         load_rule("nonsense")
-    with pytest.raises(FusionError, match="run `dffr score --split val`"):
+    with pytest.raises(FusionError, match="own training database .* --split val"):
         fuse(df, "regions", "logistic", subset=["eyes", "mouth"])
 
 

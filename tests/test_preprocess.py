@@ -21,7 +21,7 @@ from dffr.datasets.tracking import FaceTracker
 from dffr.datasets.video import VideoError, read_frames, sample_indices
 from dffr.regions import apply_mask, region_masks
 
-from .conftest import write_face_video
+from .conftest import write_face_video, write_video
 
 FAST = Settings(frames=4, size=96)
 
@@ -66,8 +66,9 @@ def test_broken_videos_raise_specific_errors(tmp_path, face_video, content, reas
 
 def test_tracker_detects_once_and_follows_the_face(face_video, dlib_backend):
     tracker = FaceTracker(dlib_backend)
-    faces = [tracker(f) for _, f in read_frames(face_video, 12)]
-    assert all(f is not None for f in faces)
+    tracked = [tracker(f) for _, f in read_frames(face_video, 12)]
+    assert all(len(t) == 1 and t[0][0] == 0 for t in tracked)  # one face, track 0
+    faces = [t[0][1] for t in tracked]
     assert tracker.full_detections == 1
     xs = [f.landmarks[30, 0] for f in faces]  # the nose moves right with the face
     assert np.all(np.diff(xs) > 0)
@@ -216,3 +217,77 @@ def test_real_ffpp_and_dfdc_samples(shared, tmp_path):
         "dfdc_train_part_1/zvqinhzeah.mp4",
     }
     assert len(read_index(tmp_path / "dfdc")) == 3  # brtujopkby.mp4: face in all 3 frames
+
+
+def _two_faces(astronaut, right_face, n=6):
+    """Frames of two people side by side, drifting a little."""
+    import cv2
+    from matplotlib import cbook
+
+    from dffr.images import read_image
+
+    hopper = read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    left = cv2.resize(astronaut[30:330, 100:400], (150, 150))
+    right = cv2.resize(right_face if right_face is not None else hopper[40:440, 60:460], (150, 150))
+    frames = []
+    for i in range(n):
+        frame = np.full((220, 420, 3), 30, np.uint8)
+        frame[30 + i : 180 + i, 20 + 2 * i : 170 + 2 * i] = left
+        frame[35 - i : 185 - i, 240 - 2 * i : 390 - 2 * i] = right
+        frames.append(frame)
+    return frames
+
+
+def test_every_dfdc_face_is_tracked_and_only_the_swapped_one_is_fake(tmp_path, astronaut):
+    import json
+
+    part = tmp_path / "dfdc_train_part_0"
+    write_video(part / "orig.mp4", _two_faces(astronaut, None))
+    # the fake: the right-hand person's face swapped for another (the astronaut's)
+    write_video(part / "fake.mp4", _two_faces(astronaut, astronaut[30:330, 100:400]))
+    meta = {
+        "orig.mp4": {"label": "REAL", "split": "train"},
+        "fake.mp4": {"label": "FAKE", "split": "train", "original": "orig.mp4"},
+    }
+    (part / "metadata.json").write_text(json.dumps(meta))
+    ds = get_dataset("DFDC", tmp_path)
+    s = preprocess(
+        ds.items(), tmp_path, tmp_path / "c", Settings(frames=3, size=96), False, database=ds
+    )
+    assert s.failures == 0
+    df = read_index(tmp_path / "c")
+    assert len(df) == 12 and set(df["track"]) == {0, 1}  # two faces in each of 3 frames x 2
+    x = [(m[0, 2] - 48) / -m[0, 0] for m in df["matrix"]]  # the crop centre in the frame
+    df["side"] = np.where(np.array(x) > 210, "right", "left")
+    assert (df.groupby(["video", "track"])["side"].nunique() == 1).all()  # tracks never swap
+    fake = df[df["video"] == "dfdc_train_part_0/fake.mp4"].groupby("side")
+    assert fake["label"].unique().to_dict() == {"left": [0], "right": [1]}
+    assert (df["video_label"] == (df["video"] == "dfdc_train_part_0/fake.mp4")).all()
+    sources = df[df["video"].str.endswith("fake.mp4")]["label_source"]
+    assert sources.str.startswith("difference from original").all()
+    diffs = df[df["video"].str.endswith("fake.mp4")].groupby("side")["diff"].median()
+    assert diffs["left"] < 4.0 < 20 < diffs["right"]  # untouched: encoding noise only
+    original = df[df["video"] == "dfdc_train_part_0/orig.mp4"]
+    assert (original["label"] == 0).all() and (original["label_source"] == "video").all()
+    assert (tmp_path / "c" / "faces/dfdc_train_part_0/fake/000000_1.png").is_file()
+    # without the original on disk, every face of the fake is fake, and the cache says why
+    (part / "orig.mp4").unlink()
+    preprocess(
+        ds.items(), tmp_path, tmp_path / "c2", Settings(frames=3, size=96), False, database=ds
+    )
+    df = read_index(tmp_path / "c2")
+    assert (df["label"] == 1).all() and len(df) == 6
+    assert (df["label_source"] == "video (original dfdc_train_part_0/orig.mp4 not on disk)").all()
+
+
+def test_largest_face_only_unless_every_face_is_asked_for(tmp_path, astronaut):
+    video = write_video(tmp_path / "db" / "real" / "two.mp4", _two_faces(astronaut, None))
+    ds = get_dataset("folder", tmp_path / "db")
+    preprocess(
+        ds.items(), ds.root, tmp_path / "one", Settings(frames=2, size=96), False, database=ds
+    )
+    assert set(read_index(tmp_path / "one")["track"]) == {0}
+    preprocess(
+        ds.items(), ds.root, tmp_path / "all", Settings(frames=2, size=96, faces="all"), False
+    )
+    assert len(read_index(tmp_path / "all")) == 4 and video.is_file()

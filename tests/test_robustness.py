@@ -4,7 +4,6 @@ score`, and training-time augmentation hooked into `dffr train`."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -30,8 +29,6 @@ from dffr.images import read_image
 from dffr.perturbations import hflip
 from dffr.regions import cut_regions
 
-warnings.filterwarnings("ignore", message="ImageNet weights")
-
 PAIR = ["eyes", "mouth"]
 FUSION = [
     {"over": "regions", "rule": "mean", "subset": PAIR},
@@ -42,10 +39,21 @@ ROW = ["video", "frame", "detector", "region"]
 
 @pytest.fixture(scope="module")
 def scored(cache, models, tmp_path_factory):
-    """Unperturbed test and val scores of the two tiny models."""
+    """Unperturbed test and val scores of the two tiny models, on the cache they were
+    trained on (named CelebDF, as the models)."""
     out = tmp_path_factory.mktemp("scores") / "scores.parquet"
     for split in ("test", "val"):
-        score(cache, models, "CelebDF", out, ("DSP-FWA",), PAIR, split, progress=False)
+        score(
+            cache,
+            models,
+            "CelebDF",
+            out,
+            ("DSP-FWA",),
+            PAIR,
+            split,
+            progress=False,
+            test_ddbb="CelebDF",
+        )
     return out
 
 
@@ -235,7 +243,7 @@ def test_tta_identity_equals_plain_and_hflip_averages(cache, models, scored, tmp
 class _Recorder:
     """A stand-in detector that keeps the data `fit` gets."""
 
-    name, normalisation, val_auc = "DSP-FWA", "imagenet", None
+    name, normalisation, val_auc, init = "DSP-FWA", "imagenet", None, {"kind": "random"}
 
     def fit(self, train, val, log, checkpoint=None):
         self.train, self.val = train, val
@@ -303,7 +311,7 @@ def test_experiment_yaml_passes_augmentation_and_tta_on(tmp_path, monkeypatch):
     spec = tmp_path / "e.yaml"
     spec.write_text(
         "name: x\ncaches: {A: c}\ntrain: [A]\ntest: [A]\ndetectors: [DSP-FWA]\n"
-        "regions: [eyes]\ntraining: {augment: [jpeg, flip], augment_p: 0.3}\n"
+        "regions: [eyes]\ntraining: {augment: [jpeg, flip], augment_p: 0.3, pretrained: false}\n"
         "tta: [hflip, rotate10]\n"
     )
     seen = {}
@@ -315,6 +323,7 @@ def test_experiment_yaml_passes_augmentation_and_tta_on(tmp_path, monkeypatch):
         seen["tta"] = kwargs["tta"]
         raise Stop
 
+    monkeypatch.setattr("dffr.experiments.runner.preflight", lambda exp: None)  # no cache
     monkeypatch.setattr("dffr.detectors.training.train", lambda cfg, *a, **k: seen.update(cfg=cfg))
     monkeypatch.setattr("dffr.experiments.scoring.score", spy_score)
     with pytest.raises(Stop):

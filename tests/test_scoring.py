@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,8 +15,6 @@ from dffr.experiments.scoring import SCORE_COLUMNS, score
 from dffr.experiments.seed_cli import main as seed_main
 from dffr.images import read_image, write_image
 from dffr.regions import segment_image
-
-warnings.filterwarnings("ignore", message="ImageNet weights")
 
 
 def test_score_rows_values_and_rerun(cache, models, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -20,8 +19,6 @@ from dffr.detectors.negatives import NEGATIVES
 from dffr.detectors.training import train
 from dffr.errors import DffrError
 from dffr.regions import region_masks
-
-warnings.filterwarnings("ignore", message="ImageNet weights")
 
 
 def _config(**kw):
@@ -50,7 +47,7 @@ def test_train_reads_train_and_val_only_and_writes_its_records(cache, tmp_path):
             "4",
             "--input-size",
             "64",
-            "--no-pretrained",
+            "--from-scratch",
             "--out",
             str(tmp_path / "models"),
             "--keep-checkpoint",
@@ -63,6 +60,7 @@ def test_train_reads_train_and_val_only_and_writes_its_records(cache, tmp_path):
     meta = json.loads(weights.with_suffix(".json").read_text())
     assert meta["config"]["region"] == "eyes" and meta["normalisation"] == "imagenet"
     assert meta["labels"].startswith("score = P(fake)")
+    assert meta["init"] == {"kind": "random"} and meta["config"]["pretrained"] is False
     assert meta["data"]["train"] == {"faces": 12, "real": 6, "fake": 6, "videos": 4}
     assert meta["data"]["val"]["faces"] == 6 and len(meta["data"]["fingerprint"]) == 32
     log = pd.read_csv(weights.with_suffix(".log.csv"))

@@ -5,11 +5,16 @@
     <root>/Celeb-synthesis/id<i>_id<j>_<n>.mp4   fake, identities i and j
     <root>/List_of_testing_videos.txt        "<label> <folder>/<file>", 1 = REAL, 0 = FAKE
 
-Test = the official list (its labels are inverted to 1 = fake here). Train/val come from
-the other videos, split 85/15 by identity (stable hash) so no identity is in both.
-`protocol="disjoint"` (default) also drops every video sharing an identity with the test
-list, so test identities are never trained on (this leaves few videos: the official list
-covers 56 of the 59 identities); `protocol="rest"` keeps them, the common practice.
+`protocol="official"` (default; the database's and the paper's): test = the official
+list (its labels inverted to 1 = fake here); train and validation = every other video.
+Validation is carved out by identity (15% of the identities, by a stable hash): a video
+goes to val when all its identities are validation identities, otherwise to train, so
+no video is dropped. Identities are shared between train and test, as the official list
+covers 56 of the 59 identities.
+
+`protocol="disjoint"` (stricter): no identity of the test list is trained on, and train
+and val share no identity; videos that would break either are excluded (and reported).
+Few videos remain: almost all fakes show a test identity.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import re
 
 from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item
-from dffr.datasets.splits import identity_split
+from dffr.datasets.splits import assign, identity_split
 
 FOLDERS = {
     "Celeb-real": (0, "real"),
@@ -26,14 +31,15 @@ FOLDERS = {
 }
 TRAIN_VAL = {"train": 0.85, "val": 0.15}
 TEST_LIST = "List_of_testing_videos.txt"
+PROTOCOLS = ("official", "disjoint")
 
 
-def identities(video: str) -> set[str]:
+def identities(video: str) -> tuple[str, ...]:
     """Identities shown in a video, from its name (YouTube-real: the video itself)."""
     folder, name = video.split("/", 1)
     if folder == "YouTube-real":
-        return {f"yt{name.rsplit('.', 1)[0]}"}
-    return {f"id{i}" for i in re.findall(r"id(\d+)", name)}
+        return (f"yt{name.rsplit('.', 1)[0]}",)
+    return tuple(sorted({f"id{i}" for i in re.findall(r"id(\d+)", name)}))
 
 
 def read_test_list(path) -> dict[str, int]:
@@ -51,19 +57,30 @@ def read_test_list(path) -> dict[str, int]:
 
 @DATASETS.register("CelebDF")
 class CelebDF(Dataset):
-    """Options: `protocol` "disjoint" (default) or "rest" (see the module docstring)."""
+    """Options: `protocol` "official" (default) or "disjoint" (see the module docstring)."""
 
     name = "CelebDF"
 
-    def __init__(self, root, protocol: str = "disjoint") -> None:
+    def __init__(self, root, protocol: str = "official") -> None:
         super().__init__(root)
-        if protocol not in ("disjoint", "rest"):
-            raise DatasetError(f"CelebDF: protocol must be 'disjoint' or 'rest', not {protocol!r}")
+        if protocol not in PROTOCOLS:
+            raise DatasetError(
+                f"CelebDF: protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}"
+            )
         self.protocol = protocol
         self.test_list = self.root / TEST_LIST
         if not self.test_list.is_file():
             raise DatasetError(f"CelebDF: official test list {self.test_list} not found")
         self.excluded: list[str] = []
+
+    def options(self) -> dict:
+        return {"protocol": self.protocol}
+
+    def _split(self, ids: tuple[str, ...]) -> str | None:
+        if self.protocol == "disjoint":
+            return identity_split(ids, TRAIN_VAL, salt="celebdf")
+        val = all(assign(i, TRAIN_VAL, salt="celebdf") == "val" for i in ids)
+        return "val" if val else "train"
 
     def items(self) -> list[Item]:
         test = read_test_list(self.test_list)
@@ -71,7 +88,9 @@ class CelebDF(Dataset):
         for video, label in test.items():
             folder = video.split("/", 1)[0]
             method = FOLDERS.get(folder, (label, "real" if label == 0 else folder))[1]
-            items.append(Item(self.name, video, label, "test", method, listed_in=TEST_LIST))
+            items.append(
+                Item(self.name, video, label, "test", method, TEST_LIST, identities(video))
+            )
         test_ids = set().union(*(identities(v) for v in test)) if test else set()
         self.excluded = []
         for folder, (label, method) in FOLDERS.items():
@@ -80,12 +99,9 @@ class CelebDF(Dataset):
                 if video in test:
                     continue
                 ids = identities(video)
-                if self.protocol == "disjoint" and ids & test_ids:
+                split = self._split(ids)
+                if split is None or (self.protocol == "disjoint" and set(ids) & test_ids):
                     self.excluded.append(video)
                     continue
-                split = identity_split(ids, TRAIN_VAL, salt="celebdf")
-                if split is None:
-                    self.excluded.append(video)
-                    continue
-                items.append(Item(self.name, video, label, split, method))
+                items.append(Item(self.name, video, label, split, method, identities=ids))
         return sorted(items, key=lambda i: i.video)

@@ -10,6 +10,10 @@ by a stable hash: a fake and its original always share a split. Without the publ
 set: 80/10/10 train/val/test; with it, the test set is test and the parts give 90/10
 train/val. Videos listed in a metadata.json but absent are still items: preprocessing
 reports them as missing instead of failing.
+
+Several people may appear in a DFDC video and only some of them be swapped, so every
+face is tracked (`faces = "all"`), and a fake's original (same part folder) lets
+preprocessing tell the swapped faces from the untouched ones.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dffr.datasets.splits import assign
 @DATASETS.register("DFDC")
 class DFDC(Dataset):
     name = "DFDC"
+    faces = "all"
 
     def items(self) -> list[Item]:
         parts = sorted(p for p in self.root.glob("dfdc_train_part_*") if p.is_dir())
@@ -46,10 +51,22 @@ class DFDC(Dataset):
                 label = {"FAKE": 1, "REAL": 0}.get(str(info.get("label", "")).upper())
                 if label is None:
                     raise DatasetError(f"DFDC: {meta_path}: {name} has no FAKE/REAL label")
-                group = (info.get("original") or name) if label else name
+                original = info.get("original") or "" if label else ""
+                group = original or name
                 split = assign("dfdc:" + group, fractions)
                 method = "DFDC" if label else "real"
-                items.append(Item(self.name, f"{part.name}/{name}", label, split, method, listed))
+                items.append(
+                    Item(
+                        self.name,
+                        f"{part.name}/{name}",
+                        label,
+                        split,
+                        method,
+                        listed,
+                        identities=(f"dfdc:{group}",),
+                        original=f"{part.name}/{original}" if original else "",
+                    )
+                )
         if has_test:
             with public.open(newline="") as f:
                 for row in csv.DictReader(f):

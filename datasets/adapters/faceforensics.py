@@ -4,6 +4,10 @@
     <root>/manipulated_sequences/<method>/{raw,c23,c40}/videos/*.mp4
     <root>/splits/{train,val,test}.json     (or `splits=DIR`)
 
+Methods: the four of the paper and of the FF++ benchmark (Deepfakes, Face2Face,
+FaceSwap, NeuralTextures) unless `methods` names others, whatever else is on disk
+(FaceShifter and DeepFakeDetection are later additions to the database).
+
 Split: the official lists of [target, source] id pairs; a video `519_515` or `519`
 belongs to the split whose pairs hold 519. The DeepFakeDetection videos and the actors'
 originals are not in those lists: they are split by actor (the number before `__` or
@@ -26,6 +30,7 @@ METHODS = (
     "FaceShifter",
     "DeepFakeDetection",
 )
+PAPER_METHODS = METHODS[:4]
 COMPRESSIONS = {"raw": "raw", "c0": "raw", "c23": "c23", "c40": "c40"}
 ACTOR_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
@@ -54,7 +59,7 @@ def read_official_splits(folder: Path) -> dict[str, str]:
 @DATASETS.register("FaceForensics")
 class FaceForensics(Dataset):
     """Options: `compression` (raw/c0, c23, c40; default c23), `methods` (names or a
-    comma list; default every method on disk), `splits` (folder of the split lists)."""
+    comma list; default the paper's four), `splits` (folder of the split lists)."""
 
     name = "FaceForensics"
 
@@ -72,9 +77,16 @@ class FaceForensics(Dataset):
             raise DatasetError(
                 f"FaceForensics: unknown method(s) {sorted(unknown)}; choose from {METHODS}"
             )
-        self.methods = tuple(methods) if methods else None
+        self.methods = tuple(dict.fromkeys(methods)) if methods else PAPER_METHODS
         self.split_dir = Path(splits) if splits else self.root / "splits"
         self._membership = read_official_splits(self.split_dir)
+
+    def options(self) -> dict:
+        return {
+            "compression": self.compression,
+            "methods": list(self.methods),
+            "splits": str(self.split_dir.resolve()),
+        }
 
     def _split(self, stem: str, actor: bool) -> str | None:
         if actor:
@@ -86,9 +98,7 @@ class FaceForensics(Dataset):
         return sorted(d.glob("*.mp4")) if d.is_dir() else []
 
     def items(self) -> list[Item]:
-        methods = self.methods or tuple(
-            m for m in METHODS if (self.root / "manipulated_sequences" / m).is_dir()
-        )
+        methods = self.methods
         groups = [("real", 0, self.root / "original_sequences" / "youtube", False)]
         if "DeepFakeDetection" in methods:
             groups.append(("real", 0, self.root / "original_sequences" / "actors", True))
@@ -100,7 +110,12 @@ class FaceForensics(Dataset):
                 split = self._split(path.stem, actor)
                 if split is None:
                     continue  # an id the official lists do not mention
-                items.append(Item(self.name, self.rel(path), label, split, method))
+                ids = path.stem.split("__")[0].split("_") if actor else path.stem.split("_")
+                prefix = "actor" if actor else "yt"
+                identities = tuple(f"{prefix}{i}" for i in ids)
+                items.append(
+                    Item(self.name, self.rel(path), label, split, method, identities=identities)
+                )
         if not items:
             raise DatasetError(
                 f"FaceForensics: no videos under {self.root}/original_sequences/youtube/"

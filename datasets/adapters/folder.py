@@ -35,6 +35,9 @@ class Folder(Dataset):
         super().__init__(root)
         self.group = re.compile(group) if group else None
 
+    def options(self) -> dict:
+        return {"group": self.group.pattern if self.group else None}
+
     def _group(self, name: str) -> str:
         m = self.group.search(name) if self.group else None
         return m.group(0) if m else name
@@ -51,8 +54,10 @@ class Folder(Dataset):
                         continue
                     sub = path.relative_to(top).parts
                     method = "real" if label == 0 else (sub[0] if len(sub) > 1 else "fake")
-                    s = split or assign("folder:" + self._group(path.name), FRACTIONS)
-                    items.append(Item(self.name, self.rel(path), label, s, method))
+                    group = self._group(path.name)
+                    s = split or assign("folder:" + group, FRACTIONS)
+                    ids = (group,) if self.group else ()
+                    items.append(Item(self.name, self.rel(path), label, s, method, identities=ids))
         if not items:
             raise DatasetError(
                 f"folder: no images or videos under {self.root}/real or {self.root}/fake"

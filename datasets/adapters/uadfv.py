@@ -25,7 +25,9 @@ class UADFV(Dataset):
             for path in sorted((self.root / folder).glob("*.mp4")):
                 identity = path.stem.removesuffix("_fake")
                 split = assign("uadfv:" + identity, FRACTIONS)
-                items.append(Item(self.name, self.rel(path), label, split, method))
+                items.append(
+                    Item(self.name, self.rel(path), label, split, method, identities=(identity,))
+                )
         if not items:
             raise DatasetError(f"UADFV: no real/*.mp4 or fake/*_fake.mp4 under {self.root}")
         return sorted(items, key=lambda i: i.video)

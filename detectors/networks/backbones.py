@@ -4,7 +4,7 @@ per region with the same training, scoring, fusion and tables.
 Each is torchvision's network with its ImageNet classifier replaced by a linear 2-class
 layer (FAKE at `fake_index`, class 0 by default as in DSP-FWA and Capsule), trained
 with cross-entropy on ImageNet-normalised RGB. ImageNet weights come from torch's hub
-cache under torchvision's own file name (see `imagenet_file`) or `--imagenet`.
+cache under torchvision's own file name (see `dffr.detectors.imagenet`) or `--imagenet`.
 
 Another backbone is one line in `TORCHVISION`: the detector name, torchvision's model
 name and where its classifier layer sits.
@@ -23,7 +23,8 @@ import torchvision
 from torch import nn
 
 from dffr.detectors.base import DETECTORS, Detector, DetectorConfig, WeightsError
-from dffr.detectors.torch_detector import TorchDetector, imagenet_state
+from dffr.detectors.imagenet import WeightsFile, torch_weights
+from dffr.detectors.torch_detector import TorchDetector
 from dffr.errors import DffrError
 
 
@@ -70,11 +71,15 @@ class TorchBackbone(TorchDetector):
     # cannot train on a batch of one such image (a split's last batch can be one image)
     min_input_size = 64
 
+    @classmethod
+    def imagenet_weights(cls, config: DetectorConfig) -> WeightsFile:
+        return torch_weights(cls.backbone.arch)
+
     def build(self) -> nn.Module:
         check_input_size(self.name, self.config, self.min_input_size)
         spec = self.backbone
         net = torchvision.models.get_model(spec.arch, weights=None)
-        state = imagenet_state(spec.arch, self.config)
+        state = self.imagenet_state()
         if state is not None:
             if spec.keys is not None:
                 state = {spec.keys(k): v for k, v in state.items()}

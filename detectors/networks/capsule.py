@@ -16,14 +16,12 @@ not in those files: it is ImageNet VGG19, which they were trained on top of (fro
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dffr.detectors.base import DETECTORS
-from dffr.detectors.torch_detector import TorchDetector, imagenet_state
+from dffr.detectors.torch_detector import TorchDetector
 
 N_CAPSULES = 10
 
@@ -149,10 +147,11 @@ class CapsuleNet(nn.Module):
 class Capsule(TorchDetector):
     name = "Capsule"
     default_lr = 5e-4
+    arch = "vgg19"
 
     def build(self) -> nn.Module:
         net = CapsuleNet()
-        state = imagenet_state("vgg19", self.config)
+        state = self.imagenet_state()
         self.frozen_front = state is not None
         if state is not None:
             net.vgg.load_state_dict(front_state(state))
@@ -179,5 +178,5 @@ class Capsule(TorchDetector):
     def after_load(self, state: dict) -> None:
         if not any(k.startswith("vgg.") for k in state):
             # a released file: its capsules were trained on the ImageNet front end
-            state = imagenet_state("vgg19", replace(self.config, pretrained=True))
+            state = self.imagenet_state(required=True)
             self.model.vgg.load_state_dict(front_state(state))

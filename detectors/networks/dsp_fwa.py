@@ -20,8 +20,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from dffr.detectors.base import DETECTORS
-from dffr.detectors.torch_detector import TorchDetector, imagenet_state
+from dffr.detectors.base import DETECTORS, DetectorConfig
+from dffr.detectors.imagenet import WeightsFile, torch_weights
+from dffr.detectors.torch_detector import TorchDetector
 
 LEVELS = (1, 2, 6)
 
@@ -72,10 +73,14 @@ class DSPFWA(TorchDetector):
     default_lr = 1e-4
     trunks = ("resnet50", "resnet18", "resnet34", "resnet101", "resnet152")
 
+    @classmethod
+    def imagenet_weights(cls, config: DetectorConfig) -> WeightsFile:
+        return torch_weights(config.trunk or cls.trunks[0])
+
     def build(self) -> nn.Module:
         trunk = self.config.trunk or self.trunks[0]
         net = SPPNet(self.config.input_size, trunk=trunk)
-        state = imagenet_state(trunk, self.config)
+        state = self.imagenet_state()
         if state is not None:
             net.resnet.resnet.load_state_dict(state)
         return net

@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from dffr.detectors.base import IMAGENET_STD
+from dffr.detectors.imagenet import KERAS_FILES, WeightsFile
 from dffr.detectors.keras_detector import KerasDetector
 from dffr.detectors.networks.backbones import check_input_size, register
 
@@ -65,9 +66,9 @@ class KerasBackbone(KerasDetector):
     backbone: ClassVar[KerasApp]
     min_input_size = 32  # keras.applications' own floor
 
-    @property
-    def imagenet_file(self) -> str:
-        return self.backbone.imagenet
+    @classmethod
+    def imagenet_weights(cls, config) -> WeightsFile:
+        return KERAS_FILES[cls.backbone.imagenet]
 
     @property
     def normalisation(self) -> str:
