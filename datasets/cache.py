@@ -69,7 +69,7 @@ VIDEO_SCHEMA = pa.schema(
         ("sampled", pa.int32()),  # frames sampled
         ("frames", pa.int32()),  # frames with at least one face kept
         ("faces", pa.int32()),  # face crops kept
-        ("no_face", pa.list_(pa.int64())),  # sampled, decoded frames without a face
+        ("no_face", pa.list_(pa.int64())),  # sampled frames that gave no face crop
         ("error", pa.string()),  # why the video gave nothing (missing, corrupt), or ""
     ]
 )
@@ -93,43 +93,49 @@ class CacheSettingsError(DffrError):
 
 
 def check_settings(cache: str | Path, settings: dict, root: str | Path | None = None) -> dict:
-    """Record `settings` in a new cache, or check them against the cache's own.
+    """Record `settings` in a cache, or check them against what its videos were made with.
 
-    A key either side lacks is not compared (the database options, when the caller did
-    not say which database: see `preprocess`). A cache made by an older dffr (parts but
-    no settings.json) is adopted when its parts' settings agree. Raises
+    A key either side lacks, or records as unknown (None), is not compared (the database
+    options, when the caller did not say which database: see `preprocess`). A cache
+    without any finished video takes the new settings. A cache made by an older dffr
+    (parts but no settings.json) is adopted with what its parts record and the defaults
+    of its time (one face per video, database options unknown). Raises
     CacheSettingsError naming every difference."""
     from dffr import __version__
 
     cache = Path(cache)
     path = cache / SETTINGS
     want = json.loads(json.dumps(settings))
-    recorded = json.loads(path.read_text()) if path.is_file() else _legacy_settings(cache, want)
+    started = next(_parts(cache), None) is not None
+    recorded = None
+    if started:
+        recorded = json.loads(path.read_text()) if path.is_file() else _legacy_settings(cache)
     if recorded is not None:
         diff = [
-            f"{k}: {recorded.get(k)!r} in the cache, {want.get(k)!r} now"
+            f"{k}: {recorded[k]!r} in the cache, {want[k]!r} now"
             for k in COMPARED
-            if k in want and k in recorded and recorded[k] != want[k]
+            if k in want and recorded.get(k) is not None and recorded[k] != want[k]
         ]
         if diff:
             raise CacheSettingsError(
                 f"{cache} was made with other settings ({'; '.join(diff)}): preprocess into "
                 "another --out, or repeat the cache's settings"
             )
-    if not path.is_file():
-        record = {**want, "root": str(Path(root).resolve()) if root else None, "dffr": __version__}
+    if not path.is_file() or not started:
+        record = dict(want)
+        if recorded is not None:  # an older cache: what it was made with, as far as known
+            record.update(recorded)
+        record.update(root=str(Path(root).resolve()) if root else None, dffr=__version__)
         atomic_write_bytes(path, json.dumps(record, indent=2).encode())
     return want
 
 
-def _legacy_settings(cache: Path, want: dict) -> dict | None:
-    """The settings of a cache made before settings.json, from its first part (the
-    database options were not recorded then: taken as asked)."""
-    first = next(_parts(cache), None)
-    if first is None:
-        return None
-    old = first.get("settings", {})
-    return {**want, **{k: v for k, v in old.items() if k in COMPARED}}
+def _legacy_settings(cache: Path) -> dict:
+    """What a cache made before settings.json was made with: its first part's settings,
+    one face per video (all dffr did then), database and options unknown (None)."""
+    first = next(_parts(cache))
+    old = {k: v for k, v in first.get("settings", {}).items() if k in COMPARED}
+    return {"ddbb": first["item"]["ddbb"], "options": None, "faces": "largest", **old}
 
 
 def read_settings(cache: str | Path) -> dict | None:
@@ -258,9 +264,9 @@ def read_videos(cache: str | Path, split: str | None = None) -> pd.DataFrame:
 def merge_caches(out: str | Path, sources: list[str | Path]) -> tuple[int, int]:
     """Bring the faces and parts of other caches (shards) into `out`, then index it."""
     out = Path(out)
-    absent = [str(s) for s in map(Path, sources) if not (s / "parts").is_dir()]
-    if absent:
-        raise DffrError(f"not a cache (no parts/ folder): {', '.join(absent)}")
+    absent = [str(s) for s in map(Path, sources) if not s.is_dir()]
+    if absent:  # a mistyped shard folder must not leave a silently partial cache
+        raise DffrError(f"no such cache folder: {', '.join(absent)}")
     for src in map(Path, sources):
         theirs = read_settings(src)
         if theirs is not None:  # shards of one cache share its settings

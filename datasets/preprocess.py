@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dffr.datasets.base import Dataset, Item
+from dffr.datasets.base import DATASETS, Dataset, Item
 from dffr.datasets.cache import (
     atomic_write_bytes,
     build_index,
@@ -45,7 +45,6 @@ from dffr.regions.masks import region_masks
 
 FACE_MODES = ("largest", "all")
 DIFF_THRESHOLD = 4.0  # grey levels; re-encoding the DFDC sample moves its face by 2.4-2.9
-NO_FACE = ("no face found", "face too small")  # failure reasons of a faceless frame
 
 
 @dataclass(frozen=True)
@@ -136,6 +135,7 @@ def process_video(item: Item, root: Path, cache: Path, settings: Settings, backe
                 original = next(originals) if originals is not None else None
                 if frame is None:
                     fail(idx, "frame could not be decoded (video shorter than its header says)")
+                    no_face.append(idx)  # a sampled frame that gave no face crop
                     continue
                 if original is not None and original.shape != frame.shape:
                     why.append(f"original {item.original} has another frame size")
@@ -235,11 +235,14 @@ def _work(args) -> tuple[int, int]:
     return len(part["rows"]), len(part["failures"])
 
 
-def resolve_settings(settings: Settings, database: Dataset | None) -> Settings:
-    """The settings with the database's own face mode filled in."""
-    if settings.faces is None:
-        return replace(settings, faces=database.faces if database is not None else "largest")
-    return settings
+def resolve_settings(settings: Settings, ddbb: str, database: Dataset | None) -> Settings:
+    """The settings with the database's own face mode filled in (its adapter's, when
+    only its name is known)."""
+    if settings.faces is not None:
+        return settings
+    if database is None and ddbb in DATASETS:
+        database = DATASETS.get(ddbb)
+    return replace(settings, faces=database.faces if database is not None else "largest")
 
 
 def preprocess(
@@ -258,12 +261,13 @@ def preprocess(
     to a cache made otherwise raises CacheSettingsError naming the difference."""
     root, cache = Path(root), Path(cache)
     items = list(items)
-    settings = resolve_settings(settings, database)
     ddbb = database.name if database is not None else (items[0].ddbb if items else "")
+    settings = resolve_settings(settings, ddbb, database)
     made = {"ddbb": ddbb, **asdict(settings)}
     if database is not None:  # without it, its options are unknown: not recorded
         made["options"] = database.options()
-    check_settings(cache, made, root)
+    if items:
+        check_settings(cache, made, root)
     mine = [it for it in items if in_shard(it.video, shard)]
     todo = [it for it in mine if not part_path(cache, it.video).is_file()]
     summary = Summary(videos=len(todo), skipped=len(mine) - len(todo))

@@ -4,7 +4,12 @@ face is lost (the first frame, a cut, a face that left its search window).
 `all_faces=False` follows one face, the largest when it starts (a database whose label
 speaks for one subject). `all_faces=True` follows every face: each face found in the
 first frame (or found later, when a full detection runs because a face was lost) is a
-track with a number of its own, so two people in one video are never mixed up.
+track with a number of its own, so two people in one video are never mixed up. A lost
+face is searched for only by full detections, and only near where it was last seen,
+for `MAX_MISSES` sampled frames; then its track ends, and a face found later starts a
+new one. A stale box is never searched locally, so it cannot capture someone else
+(with one face tracked, the lost face is first searched near its last box, then the
+largest face of a full detection is taken).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from dffr.regions.landmarks import Face, LandmarkBackend
+
+MAX_MISSES = 3  # sampled frames a lost face may stay lost and still be re-acquired
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,17 +50,25 @@ class FaceTracker:
         self.backend = backend
         self.all_faces = all_faces
         self.tracks: dict[int, np.ndarray] = {}  # track -> its last box
+        self.misses: dict[int, int] = {}  # track -> sampled frames since it was last seen
+        self.next_track = 0
         self.full_detections = 0
 
     def __call__(self, frame: np.ndarray) -> list[tuple[int, Face]]:
         found: dict[int, tuple[np.ndarray, float]] = {}
         for track, box in self.tracks.items():
+            if self.misses[track] and self.all_faces:
+                continue  # lost: only a full detection near its last box brings it back
             hit = self.backend.detector.near(frame, box)
             # two tracks drifting onto one face: the older keeps it
             if hit is not None and all(overlap(hit[0], b) < 0.5 for b, _ in found.values()):
                 found[track] = hit
         if not self.tracks or len(found) < len(self.tracks):
             self._redetect(frame, found)
+        for track in list(self.tracks):
+            self.misses[track] = 0 if track in found else self.misses[track] + 1
+            if self.all_faces and self.misses[track] > MAX_MISSES:
+                del self.tracks[track], self.misses[track]  # gone: its track ends
         if not found:
             return []
         for track, (box, _) in found.items():
@@ -75,13 +90,15 @@ class FaceTracker:
         if not self.all_faces:
             if faces and not found:
                 found[0] = faces[0]
+                self.tracks.setdefault(0, faces[0][0])
+                self.misses.setdefault(0, 0)
             return
         lost = [t for t in self.tracks if t not in found]
         for face in faces:
             match = next((t for t in lost if same_face(self.tracks[t], face[0])), None)
             if match is None:
-                match = max(self.tracks, default=-1) + 1
-                self.tracks[match] = face[0]
+                match, self.next_track = self.next_track, self.next_track + 1
+                self.tracks[match], self.misses[match] = face[0], 0
             else:
                 lost.remove(match)
             found[match] = face

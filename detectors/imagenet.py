@@ -71,6 +71,8 @@ class WeightsFile:
     def hash_ok(self, path: Path | None = None) -> bool:
         """Whether the file (default: the cached one) has the published hash."""
         p = Path(path or self.path)
+        if not self.file_hash:  # nothing to check against: never taken on trust
+            return False
         if len(self.file_hash) == 32:  # keras.applications' md5
             return file_digest(p, "md5") == self.file_hash
         return file_digest(p, "sha256").startswith(self.file_hash)
@@ -151,7 +153,9 @@ def torch_weights(arch: str) -> WeightsFile:
     chosen = weights.IMAGENET1K_V1 if hasattr(weights, "IMAGENET1K_V1") else weights.DEFAULT
     name = chosen.url.rsplit("/", 1)[-1]
     found = re.search(r"-([a-f0-9]+)\.", name)
-    return WeightsFile(name, chosen.url, "torch", found.group(1) if found else "")
+    if found is None:
+        raise MissingWeightsError(f"{arch}: torchvision's file {name} carries no hash to check")
+    return WeightsFile(name, chosen.url, "torch", found.group(1))
 
 
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"

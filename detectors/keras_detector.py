@@ -94,7 +94,7 @@ class KerasDetector(Detector):
         imagenet = resolve(self.config, spec, self.name)  # before minutes of building
         self.init = initialisation(imagenet, spec)
         previous = k.config.dtype_policy()
-        k.config.set_dtype_policy("mixed_float16" if self.device.kind == "cuda" else "float32")
+        k.config.set_dtype_policy(self._policy())
         try:
             base = self.body()
             if imagenet is not None:
@@ -267,7 +267,32 @@ class KerasDetector(Detector):
             raise WeightsError(
                 f"{path}: cannot load as {article} {self.name} model ({e})"
             ) from None
+        self.model = self._in_device_policy(self.model)
         shape = tuple(self.model.input_shape[1:3])
         if shape != (self.config.input_size,) * 2:
             self.config.input_size = int(shape[0])
         self.config.head = "sigmoid" if self.model.output_shape[-1] == 1 else "softmax"
+
+    def _policy(self) -> str:
+        return "mixed_float16" if self.device.kind == "cuda" else "float32"
+
+    def _in_device_policy(self, model):
+        """A loaded model in this device's precision: a file keeps the policy it was
+        trained in (mixed float16 on a GPU, which a CPU runs slowly and in part not at
+        all), so its layers are rebuilt in this device's, with the same weights. The
+        P(fake) head stays float32."""
+        k = self.keras
+        want = self._policy()
+        body = [la for la in model.layers if la.name != "fake" and la.weights]
+        if all(la.dtype_policy.name == want for la in body):
+            return model
+
+        def clone(layer):
+            config = layer.get_config()
+            if layer.name != "fake" and "dtype" in config:
+                config["dtype"] = want
+            return layer.__class__.from_config(config)
+
+        rebuilt = k.models.clone_model(model, clone_function=clone)
+        rebuilt.set_weights(model.get_weights())
+        return rebuilt

@@ -55,16 +55,24 @@ def selected(detectors: str | None, regions: str | None) -> tuple[tuple, tuple]:
 
 @click.command("score")
 @model_selection("--train-ddbb")
-@click.option("--batch", default=32, show_default=True)
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--tta",
     default="",
     help="test-time augmentation: comma list of hflip, rotateN (+-N degrees); "
     "P(fake) is averaged over them and the image itself",
 )
+@click.option(
+    "--test-ddbb",
+    default=None,
+    help="the name the scored database goes by in the rows (default: the cache's); "
+    "fusion fits only on val rows whose name is the models' training database",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.pass_context
-def score_cmd(ctx, cache, models, train_ddbb, detectors, regions, split, batch, tta, out):
+def score_cmd(
+    ctx, cache, models, train_ddbb, detectors, regions, split, batch, tta, test_ddbb, out
+):
     """Score every (detector, region) model on a cached split -> scores.parquet."""
     from dffr.experiments.scoring import parse_tta, score
 
@@ -85,6 +93,7 @@ def score_cmd(ctx, cache, models, train_ddbb, detectors, regions, split, batch, 
             device=(ctx.obj or {}).get("device"),
             batch=batch,
             tta=views,
+            test_ddbb=test_ddbb,
         )
     except DffrError as e:
         raise click.ClickException(str(e)) from None

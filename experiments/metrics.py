@@ -38,6 +38,8 @@ def eer(labels, scores) -> float:
 
 def metrics(labels, scores) -> dict[str, float]:
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    if not len(labels):  # nothing scored (e.g. no face in any test frame)
+        return dict.fromkeys(METRICS, np.nan)
     both = len(np.unique(labels)) == 2
     return {
         "auc": float(roc_auc_score(labels, scores)) if both else np.nan,
@@ -63,7 +65,9 @@ def video_level(scores: pd.DataFrame, no_face_score: float = NO_FACE_SCORE) -> p
         .mean()
         .reset_index()
     )
-    videos = per_track.groupby([*keys, "label"], sort=False)["score"].max().reset_index()
+    videos = (
+        per_track.groupby([*keys, "label"], sort=False, dropna=False)["score"].max().reset_index()
+    )
     videos["no_face"] = videos["score"].isna()
     videos["score"] = videos["score"].fillna(no_face_score)
     return videos

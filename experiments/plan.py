@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dffr.datasets.cache import INDEX, read_settings, read_videos
+from dffr.datasets.cache import INDEX, VIDEOS, read_settings, read_videos
 from dffr.detectors.base import DETECTORS, DetectorConfig, model_path
 from dffr.detectors.imagenet import WeightsFile, fetch_hint, reachable
 from dffr.errors import DffrError
@@ -51,10 +51,21 @@ def check_cache(exp: Experiment, ddbb: str) -> list[str]:
             f"{ddbb}: no cache at {cache} ({INDEX} not found): run `dffr preprocess "
             f"--ddbb <database> --root <its folder> --out {cache}`"
         ]
+    if not (cache / VIDEOS).is_file():
+        return [
+            f"{ddbb}: {cache} was indexed by an older dffr (no {VIDEOS}, which lists the "
+            f"frames without a face): re-index it with `dffr merge-cache {cache}`"
+        ]
     settings = read_settings(cache) or {}
     asked = exp.cache_options(ddbb)
-    made = settings.get("options", {})
+    made = settings.get("options")
     problems = []
+    if asked and made is None:
+        return [
+            f"{ddbb}: {cache} was made before dffr recorded a database's options, so "
+            f"{', '.join(f'{k}={v!r}' for k, v in asked.items())} cannot be checked: "
+            "preprocess again into a new folder, or drop the options from the YAML"
+        ]
     for key, value in asked.items():
         if key not in made:
             problems.append(
@@ -112,11 +123,16 @@ def _database_lines(exp: Experiment, ddbb: str, plan: Plan) -> None:
             for k in ("ddbb", "frames", "size", "scale", "faces", "backend", "face_detector")
             if k in settings
         )
-        + "".join(f", {k} {_show(v)}" for k, v in settings.get("options", {}).items())
+        + "".join(f", {k} {_show(v)}" for k, v in (settings.get("options") or {}).items())
         if settings
         else "made before settings were recorded"
     )
     plan.lines.append(f"  {ddbb}: {cache} ({made})")
+    if settings and settings.get("ddbb") not in (None, ddbb):
+        plan.warnings.append(
+            f"{ddbb}: the cache at {cache} holds database {settings['ddbb']!r}: models "
+            f"trained on it are named {ddbb} (intended?)"
+        )
     try:
         videos = read_videos(cache)
     except DffrError as e:

@@ -128,6 +128,7 @@ def robustness(
     levels = sweep_levels(list(levels), levels)
     test, val = _scored(scores_from, split, test_ddbb)
     test_ddbb, tta = test["test_ddbb"].iloc[0], test["tta"].iloc[0]
+    test, faceless = _faceless(test)
     for spec in fusion:  # an impossible fusion fails here, before any scoring
         _fused(test[SCORE_COLUMNS], val, spec, scores_from)
     frames = test[FACE_KEY].drop_duplicates()
@@ -139,7 +140,7 @@ def robustness(
         )
     keys = sorted(set(map(tuple, test[MODEL].drop_duplicates().to_numpy())))
     path = out / PERTURBED
-    previous = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+    previous = read_scores(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
     mine = previous[previous["test_ddbb"] == test_ddbb]
     if len(mine) and set(mine["tta"]) != {tta}:
         raise DffrError(
@@ -190,7 +191,17 @@ def robustness(
             _write(previous.astype({"label": np.int64, "frame": np.int64}), path)
             report.scored.append((name, level))
     report.written = _tables(
-        previous, levels, test_ddbb, keys, val, fusion, scores_from, out, video_level, bootstrap
+        previous,
+        faceless,
+        levels,
+        test_ddbb,
+        keys,
+        val,
+        fusion,
+        scores_from,
+        out,
+        video_level,
+        bootstrap,
     )
     report.written["scores"] = path
     return report
@@ -200,8 +211,7 @@ def _scored(source: Path, split: str, test_ddbb: str | None) -> tuple[pd.DataFra
     """The model rows of a scores file to re-score (one test database), and its val rows."""
     scores = read_scores(source)
     scores = scores[scores["detector"].isin(DETECTORS.names()) & scores["region"].isin(REGIONS)]
-    # frames without a face have nothing to perturb; they stay in the scores file's tables
-    test = scores[(scores["split"] == split) & scores["score"].notna()]
+    test = scores[scores["split"] == split]
     if test.empty:
         raise DffrError(f"{source}: no {split!r} rows of a (detector, region) model")
     databases = sorted(test["test_ddbb"].unique())
@@ -216,6 +226,13 @@ def _scored(source: Path, split: str, test_ddbb: str | None) -> tuple[pd.DataFra
             f"{source} mixes test-time augmentation settings {sorted(set(test['tta']))}"
         )
     return test, scores[scores["split"] == "val"]
+
+
+def _faceless(test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows with a face to re-score, rows of frames without one): the latter have
+    nothing to perturb and join every level's tables as they are, to be counted."""
+    found = test["score"].notna()
+    return test[found], test[~found]
 
 
 def _load(keys, models, device, report: RobustnessReport) -> dict:
@@ -263,7 +280,7 @@ def _rows(rows, values: dict, name: str, level: float, test_ddbb: str, tta: str)
 
 
 def _tables(
-    perturbed, levels, test_ddbb, keys, val, fusion, source, out, video_level, bootstrap
+    perturbed, faceless, levels, test_ddbb, keys, val, fusion, source, out, video_level, bootstrap
 ) -> dict[str, Path]:
     """AUC (and the other metrics) per (perturbation, level, model or fused result)."""
     perturbed = perturbed[perturbed["test_ddbb"] == test_ddbb]
@@ -273,7 +290,7 @@ def _tables(
         g = perturbed[models & (perturbed["perturbation"] == name) & (perturbed["level"] == level)]
         if g.empty:
             continue
-        g = g[SCORE_COLUMNS]
+        g = pd.concat([g[SCORE_COLUMNS], faceless[SCORE_COLUMNS]], ignore_index=True)
         fused = [_fused(g, val, spec, source) for spec in fusion]
         table = evaluate(
             pd.concat([g, *fused], ignore_index=True),

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from dffr.datasets.cache import read_index, read_videos
@@ -156,23 +157,27 @@ def read_scores(path: Path) -> pd.DataFrame:
     return df
 
 
-def faceless_rows(cache: Path, split: str) -> pd.DataFrame:
-    """One row per sampled frame of `split` in which no face was found (track -1)."""
-    videos = read_videos(cache, split)
-    videos = videos[videos["no_face"].map(len) > 0]
-    rows = [
-        {
-            "video": v.video,
-            "frame": int(f),
-            "track": NO_FACE_TRACK,
-            "label": v.label,
-            "video_label": v.label,
-            "split": v.split,
-            "method": v.method,
-        }
-        for v in videos.itertuples()
-        for f in v.no_face
-    ]
+def faceless_rows(videos: pd.DataFrame) -> pd.DataFrame:
+    """One row (track -1) per sampled frame that gave no face crop (no face found, too
+    small, not decodable), and one (frame -1) per video on disk that could not be read
+    at all: they are test videos too. Videos listed but not on disk are not."""
+    rows = []
+    for v in videos.itertuples():
+        frames = list(v.no_face)
+        if not frames and v.frames == 0 and v.error and not v.error.startswith("missing"):
+            frames = [-1]
+        rows += [
+            {
+                "video": v.video,
+                "frame": int(f),
+                "track": NO_FACE_TRACK,
+                "label": v.label,
+                "video_label": v.label,
+                "split": v.split,
+                "method": v.method,
+            }
+            for f in frames
+        ]
     return pd.DataFrame(rows, columns=[*FACE_KEY, "label", "video_label", "split", "method"])
 
 
@@ -201,10 +206,16 @@ def score(
     cache, out = Path(cache), Path(out)
     label = tta_label(tta)
     index = read_index(cache, split)
-    if index.empty:
-        raise DffrError(f"{cache}: no rows in split {split!r} to score")
-    test_ddbb = test_ddbb or str(index["ddbb"].iloc[0])
-    faceless = faceless_rows(cache, split)
+    videos = read_videos(cache, split)
+    faceless = faceless_rows(videos)
+    if index.empty and faceless.empty:
+        raise DffrError(f"{cache}: no video in split {split!r} to score")
+    test_ddbb = test_ddbb or str(videos["ddbb"].iloc[0])
+    if out.is_file() and "track" not in pq.read_schema(out).names:
+        raise DffrError(
+            f"{out} was written by an older dffr, without rows for the frames that have no "
+            "face: score into a new file, so that every model's rows count them alike"
+        )
     previous = read_scores(out) if out.is_file() else pd.DataFrame(columns=SCORE_COLUMNS)
     held = set(previous["tta"])
     if held and held != {label}:
@@ -227,8 +238,12 @@ def score(
             loaded[(det, region)] = (load_detector(path, device), region)
     if not loaded:
         return report
-    scores = predict_frames(
-        cache, index, loaded, batch, tta, progress=progress, desc=f"score {test_ddbb} {split}"
+    scores = (
+        predict_frames(
+            cache, index, loaded, batch, tta, progress=progress, desc=f"score {test_ddbb} {split}"
+        )
+        if len(index)
+        else {k: np.zeros(0) for k in loaded}
     )
     columns = [*FACE_KEY, "label", "video_label", "split", "method"]
     base = pd.concat([index[columns], faceless], ignore_index=True)

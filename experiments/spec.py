@@ -5,8 +5,9 @@ An experiment YAML is validated as a whole when it is loaded, so a typo (`epoch:
 value out of range (`bootstrap: -1`, `metric: f1`) is an error naming the key (and the
 nearest valid one) in seconds, not a traceback after hours of training.
 
-Relative paths (caches, models, a rule file `rules.py:fn`) are relative to the YAML's
-own folder, so an experiment runs the same from any working directory.
+Relative paths (caches, models, a rule file `rules.py:fn`, an `imagenet` file) are
+relative to the YAML's own folder, so an experiment runs the same from any working
+directory.
 """
 
 from __future__ import annotations
@@ -218,8 +219,14 @@ class Experiment(_Strict):
             f.model_copy(update={"rule": resolve(f.rule)}) if ".py:" in f.rule else f
             for f in self.fusion
         ]
+
+        def own(t: Training) -> Training:  # --imagenet files are the file's too
+            return t.model_copy(update={"imagenet": resolve(t.imagenet)}) if t.imagenet else t
+
         exp = self.model_copy(update={"caches": caches, "models": resolve(self.models)})
         exp.fusion = fusion
+        exp.training = own(self.training)
+        exp.overrides = {d: own(t) for d, t in self.overrides.items()}
         for f in exp.fusion:  # a missing or broken rule file fails now, not after training
             from dffr.fusion.rules import load_rule
 

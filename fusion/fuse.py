@@ -113,10 +113,21 @@ def fuse(
         learns = not isinstance(fn, FunctionRule) or norm != "none"
         if learns and (fit_rows.empty or fit_rows.index.get_level_values("label").nunique() < 2):
             train_ddbb = idx.get_level_values("train_ddbb")[0] if len(idx) else "?"
+            others = sorted(
+                set(idx.get_level_values("test_ddbb")[idx.get_level_values("split") == fit_split])
+                - {train_ddbb}
+            )
+            also = (
+                f" ({fit_split} rows of {', '.join(others)} are there, but a rule is never "
+                f"fitted on another database; if that cache is {train_ddbb}'s own, score it "
+                f"with --test-ddbb {train_ddbb})"
+                if others
+                else ""
+            )
             raise FusionError(
                 f"rule {rule!r} with normalisation {norm!r} is fitted on the {fit_split!r} "
                 f"scores of the models' own training database ({train_ddbb}), and there are "
-                f"none with both labels: run `dffr score --cache <{train_ddbb} cache> "
+                f"none with both labels{also}: run `dffr score --cache <{train_ddbb} cache> "
                 f"--train-ddbb {train_ddbb} --split {fit_split}` into the same scores file"
             )
         normaliser = Normaliser(norm).fit(fit_rows) if learns else Normaliser("none")

@@ -73,6 +73,10 @@ def test_faceforensics_options_and_missing_splits(tmp_path, place):
     assert [i.video for i in c40] == ["original_sequences/youtube/c40/videos/519.mp4"]
     only = get_dataset("FaceForensics", tmp_path, methods="Deepfakes").items()
     assert {i.method for i in only} == {"real", "Deepfakes"}
+    # the same methods in any order are the same options (a cache compares them)
+    swapped = get_dataset("FaceForensics", tmp_path, methods="FaceSwap,Deepfakes")
+    assert swapped.options()["methods"] == ["Deepfakes", "FaceSwap"]
+    assert swapped.options()["splits"] == "<root>/splits"  # the root may move
     with pytest.raises(DatasetError, match="unknown method"):
         get_dataset("FaceForensics", tmp_path, methods="Deepfake")
     with pytest.raises(DatasetError, match="unknown compression"):

@@ -53,11 +53,21 @@ def test_a_cache_refuses_other_settings_and_names_them(tmp_path, place):
     assert r.exit_code == 1 and "frames: 2 in the cache, 3 now" in r.output
     r = CliRunner().invoke(main, [*args, "--frames", "0"])
     assert r.exit_code == 2 and "--frames" in r.output
-    # a shard made otherwise cannot be merged in
+    # a cache made before settings.json: adopted with what its videos record, and the
+    # defaults of its time (one face a video, database options unknown)
+    (cache / "settings.json").unlink()
+    preprocess(ds.items(), ds.root, cache, Settings(frames=2, size=64), progress=False, database=ds)
+    adopted = read_settings(cache)
+    assert adopted["options"] is None and adopted["faces"] == "largest"
+    with pytest.raises(CacheSettingsError, match="faces: 'largest' in the cache, 'all' now"):
+        preprocess(ds.items(), ds.root, cache, Settings(frames=2, size=64, faces="all"), False)
+    # a shard made otherwise cannot be merged in, nor a folder that is not there
     other = tmp_path / "other"
     preprocess(ds.items(), ds.root, other, Settings(frames=3, size=64), progress=False)
     r = CliRunner().invoke(main, ["merge-cache", str(cache), str(other)])
     assert r.exit_code == 1 and "frames: 2 in the cache, 3 now" in r.output
+    r = CliRunner().invoke(main, ["merge-cache", str(cache), str(tmp_path / "shard9")])
+    assert r.exit_code == 1 and "no such cache folder" in r.output
 
 
 def test_preprocess_prints_the_real_and_fake_videos_of_each_split(tmp_path, place):
@@ -91,6 +101,7 @@ def faceless_cache(tmp_path_factory, astronaut):
     from dffr.images import write_image
 
     write_image(root / "test" / "real" / "d.png", np.full((120, 160, 3), 90, np.uint8))
+    (root / "test" / "fake" / "e.mp4").write_bytes(b"not a video" * 100)  # unreadable
     face.unlink()
     ds = get_dataset("folder", root)
     out = tmp_path_factory.mktemp("faceless_cache")
@@ -108,36 +119,65 @@ def test_faceless_test_frames_and_videos_are_kept_counted_and_scored(
     score(faceless_cache, models, "CelebDF", out, ("DSP-FWA",), ("eyes", "mouth"), progress=False)
     scores = pd.read_parquet(out)
     eyes = scores[scores["region"] == "eyes"]
-    assert len(eyes) == 13  # 6 faces + 7 sampled frames without one (2 + 4 + 1)
+    # 6 faces + 7 sampled frames without one (2 + 4 + 1) + the unreadable video (frame -1)
+    assert len(eyes) == 14
     faceless = eyes[eyes["score"].isna()]
-    assert (faceless["track"] == -1).all() and len(faceless) == 7
-    assert set(faceless["video"]) == {"test/fake/b.mp4", "test/fake/c.mp4", "test/real/d.png"}
+    assert (faceless["track"] == -1).all() and len(faceless) == 8
+    assert set(faceless["video"]) == {
+        "test/fake/b.mp4",
+        "test/fake/c.mp4",
+        "test/real/d.png",
+        "test/fake/e.mp4",
+    }
+    assert faceless[faceless["video"] == "test/fake/e.mp4"]["frame"].tolist() == [-1]
     # frame level: faces only, the others counted
     frame = evaluate(scores, "frame", n_bootstrap=0).set_index("region")
-    assert frame.loc["eyes", "n"] == 6 and frame.loc["eyes", "no_face_frames"] == 7
-    assert frame.loc["eyes", "no_face_videos"] == 2 and frame.loc["eyes", "videos"] == 4
+    assert frame.loc["eyes", "n"] == 6 and frame.loc["eyes", "no_face_frames"] == 8
+    assert frame.loc["eyes", "no_face_videos"] == 3 and frame.loc["eyes", "videos"] == 5
     # video level: every video, a faceless one at the stated fallback
     for fallback in (0.5, 0.9):
         video = evaluate(scores, "video", n_bootstrap=0, no_face_score=fallback)
-        assert (video["n"] == 4).all() and (video["no_face_score"] == fallback).all()
+        assert (video["n"] == 5).all() and (video["no_face_score"] == fallback).all()
         per = video_level(eyes, fallback).set_index("video")["score"]
-        assert per["test/fake/c.mp4"] == per["test/real/d.png"] == fallback
+        assert per["test/fake/c.mp4"] == per["test/real/d.png"] == per["test/fake/e.mp4"]
+        assert per["test/fake/c.mp4"] == fallback
         half = eyes[(eyes["video"] == "test/fake/b.mp4") & eyes["score"].notna()]["score"]
         assert per["test/fake/b.mp4"] == pytest.approx(half.mean())  # its faces only
     note = no_face_note(frame.reset_index())
     assert note == (
-        "folder: 7 test frame(s) had no face, and 2 of 4 test video(s) none at all "
+        "folder: 8 test frame(s) had no face, and 3 of 5 test video(s) none at all "
         "(not in the frame-level figures)."
     )
     # fused: faceless frames stay, as NaN, to be counted
     fused = fuse(scores, "regions", "mean", ["eyes", "mouth"])
-    assert len(fused) == 13 and fused["score"].isna().sum() == 7
+    assert len(fused) == 14 and fused["score"].isna().sum() == 8
     assert set(fused["inputs"]) == {"DSP-FWA/eyes+DSP-FWA/mouth"}
     r = CliRunner().invoke(
         main, ["evaluate", "--scores", str(out), "--level", "video", "--no-face-score", "0.2"]
     )
     assert r.exit_code == 0, r.output
-    assert "2 of 4 test video(s) none at all (scored 0.2 at video level)" in r.output
+    assert "3 of 5 test video(s) none at all (scored 0.2 at video level)" in r.output
+    # a scores file written before these rows existed is not added to
+    old = tmp_path / "old.parquet"
+    scores.drop(columns=["track"]).to_parquet(old)
+    with pytest.raises(Exception, match="written by an older dffr"):
+        score(faceless_cache, models, "CelebDF", old, ("DSP-FWA",), ("nose",), progress=False)
+
+
+def test_a_test_split_without_any_face_is_scored_and_counted(tmp_path, models):
+    root = tmp_path / "db"
+    blank = np.full((120, 160, 3), 40, np.uint8)
+    write_video(root / "test" / "real" / "a.mp4", [blank] * 4)
+    write_video(root / "test" / "fake" / "b.mp4", [blank] * 4)
+    ds = get_dataset("folder", root)
+    preprocess(ds.items(), root, tmp_path / "c", Settings(frames=2, size=64), False, database=ds)
+    out = tmp_path / "s.parquet"
+    score(tmp_path / "c", models, "CelebDF", out, ("DSP-FWA",), ("eyes",), progress=False)
+    scores = pd.read_parquet(out)
+    assert len(scores) == 4 and scores["score"].isna().all()
+    row = evaluate(scores, "frame", n_bootstrap=0).iloc[0]
+    assert row["n"] == 0 and np.isnan(row["auc"]) and row["no_face_videos"] == 2
+    assert evaluate(scores, "video", n_bootstrap=0)["auc"].iloc[0] == 0.5  # both at 0.5
 
 
 # --- fusion fits on the models' own database only ----------------------------------
@@ -192,7 +232,7 @@ def test_fusion_ignores_the_validation_rows_of_another_database():
 # --- Keras precision per model -------------------------------------------------------
 
 
-def test_keras_models_take_their_own_device_precision_whatever_came_before():
+def test_keras_models_take_their_own_device_precision_whatever_came_before(tmp_path):
     import keras
 
     from dffr.detectors.base import DetectorConfig
@@ -223,6 +263,16 @@ def test_keras_models_take_their_own_device_precision_whatever_came_before():
         }
     assert set(policies(Device("cpu")).values()) == {"float32"}
     assert keras.config.dtype_policy().name == "float32"  # the global policy restored
+    # a model trained on a GPU, scored on a CPU: loaded in float32, with its weights
+    trained = Tiny(DetectorConfig("Tiny", input_size=32, pretrained=False), gpu)
+    trained.save(tmp_path / "tiny.keras")
+    on_cpu = Tiny(DetectorConfig("Tiny", input_size=32, pretrained=False), Device("cpu"))
+    on_cpu.load_weights(tmp_path / "tiny.keras")
+    assert {la.dtype_policy.name for la in on_cpu.model.layers[1:]} == {"float32"}
+    for a, b in zip(on_cpu.model.get_weights(), trained.model.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    assert on_cpu.predict(x).dtype == np.float32 and on_cpu.predict(x).shape == (2,)
 
 
 # --- experiment files are checked up front -------------------------------------------
@@ -378,6 +428,16 @@ def test_dry_run_warnings_and_cache_checks(tmp_path, place):
         r = CliRunner().invoke(main, ["experiment", str(path), "--dry-run"])
         assert r.exit_code == 1
         assert message in r.output, r.output
+    (cache / "settings.json").unlink()  # as made by an older dffr: options unknown
+    preprocess(ds.items(), root, cache, Settings(frames=1, size=64), progress=False)
+    path = _experiment(
+        tmp_path,
+        cache,
+        training={"pretrained": False},
+        caches={"A": {"path": str(cache), "group": "^[a-z]"}},
+    )
+    r = CliRunner().invoke(main, ["experiment", str(path), "--dry-run"])
+    assert r.exit_code == 1 and "made before dffr recorded a database's options" in r.output
     path = _experiment(tmp_path, tmp_path / "nowhere", training={"pretrained": False})
     r = CliRunner().invoke(main, ["experiment", str(path), "--dry-run"])
     assert r.exit_code == 1 and "A: no cache at" in r.output and "dffr preprocess" in r.output

@@ -79,7 +79,7 @@ class CelebDF(Dataset):
     def _split(self, ids: tuple[str, ...]) -> str | None:
         if self.protocol == "disjoint":
             return identity_split(ids, TRAIN_VAL, salt="celebdf")
-        val = all(assign(i, TRAIN_VAL, salt="celebdf") == "val" for i in ids)
+        val = bool(ids) and all(assign(i, TRAIN_VAL, salt="celebdf") == "val" for i in ids)
         return "val" if val else "train"
 
     def items(self) -> list[Item]:

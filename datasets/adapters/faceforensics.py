@@ -77,7 +77,9 @@ class FaceForensics(Dataset):
             raise DatasetError(
                 f"FaceForensics: unknown method(s) {sorted(unknown)}; choose from {METHODS}"
             )
-        self.methods = tuple(dict.fromkeys(methods)) if methods else PAPER_METHODS
+        # in the database's own order, so that the same methods always read the same
+        self.methods = tuple(m for m in METHODS if m in methods) if methods else PAPER_METHODS
+        self.own_splits = splits is not None
         self.split_dir = Path(splits) if splits else self.root / "splits"
         self._membership = read_official_splits(self.split_dir)
 
@@ -85,7 +87,8 @@ class FaceForensics(Dataset):
         return {
             "compression": self.compression,
             "methods": list(self.methods),
-            "splits": str(self.split_dir.resolve()),
+            # the official lists under the root (which may move), or a folder of one's own
+            "splits": str(self.split_dir.resolve()) if self.own_splits else "<root>/splits",
         }
 
     def _split(self, stem: str, actor: bool) -> str | None:
