@@ -6,6 +6,8 @@ root (POSIX), which is also the item's identity in caches and score tables.
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ class Item:
     listed_in: str = ""  # the metadata file that names it, for "missing" reports
     identities: tuple[str, ...] = ()  # who appears in it (a face swap shows two)
     original: str = ""  # a fake's source video, relative to the root, where known
+    refused: str = ""  # why its listed path is not read (it leaves the database root)
 
     def path(self, root: Path) -> Path:
         return Path(root) / self.video
@@ -65,6 +68,20 @@ class Dataset(ABC):
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+    def listed(self, path: str, listed_in: str) -> tuple[str, str]:
+        """(video id, why refused or "") for a path a metadata file names.
+
+        A path that leaves the root (`../x.mp4`, `/etc/x`, `a/../../x`) is never read,
+        and nothing is written under its name: it gets a stand-in id under `refused/`
+        and a reason, recorded as that item's failure."""
+        norm = posixpath.normpath(str(path).replace("\\", "/"))
+        if norm.startswith(("/", "../")) or norm in ("..", "."):
+            digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+            return f"refused/{digest}", (
+                f"refused: {listed_in} names {path!r}, which leaves the database root"
+            )
+        return norm, ""
 
 
 DATASETS: Registry[type[Dataset]] = Registry("database", "dffr.datasets.adapters")

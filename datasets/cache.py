@@ -2,7 +2,7 @@
 
     CACHE/settings.json                                what it is made with (database,
                                                        its options, frames, size, ...)
-    CACHE/faces/<video without suffix>/<frame:06d>.png   face crops (`_<n>` for face n>0)
+    CACHE/faces/<video>/<frame:06d>.png                face crops (`_<n>` for face n>0)
     CACHE/parts/<video>.json                           one per finished video: its rows
                                                        and failures (the commit marker)
     CACHE/index.parquet                                one row per kept face and frame
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,9 @@ import pyarrow.parquet as pq
 
 from dffr.errors import DffrError
 from dffr.regions.masks import cut_regions
+from dffr.tables import read_table
+
+log = logging.getLogger(__name__)
 
 INDEX = "index.parquet"
 FAILURES = "failures.csv"
@@ -147,7 +151,7 @@ def read_settings(cache: str | Path) -> dict | None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that it is either absent or complete, never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -158,19 +162,57 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def part_path(cache: Path, video: str) -> Path:
-    return Path(cache) / "parts" / f"{video}.json"
+    return Path(cache) / "parts" / f"{_safe(video)}.json"
 
 
 def face_path(video: str, frame: int, track: int = 0) -> str:
-    """Crop path relative to the cache."""
+    """Crop path relative to the cache: one folder per video file, named with its
+    suffix, so `clip.mp4` and `clip.avi` never share crops."""
     face = f"_{track}" if track else ""
-    return f"faces/{Path(video).with_suffix('').as_posix()}/{frame:06d}{face}.png"
+    return f"faces/{_safe(video)}/{frame:06d}{face}.png"
+
+
+def _safe(video: str) -> str:
+    """A video id as a path inside the cache (ids come from the adapters, which keep
+    them inside the database root; this refuses anything else outright)."""
+    parts = Path(video).parts
+    if not parts or Path(video).is_absolute() or any(p in ("..", "") for p in parts):
+        raise DffrError(f"video id {video!r} is not a relative path inside the database")
+    return Path(video).as_posix()
+
+
+TMP_PREFIX = ".tmp-"  # atomic_write_bytes' temporary files: never records
+
+
+def _part_files(cache: Path) -> list[Path]:
+    root = Path(cache) / "parts"
+    found = sorted(root.rglob("*.json")) if root.is_dir() else []
+    return [p for p in found if not p.name.startswith(TMP_PREFIX)]
 
 
 def _parts(cache: Path) -> Iterator[dict]:
-    root = Path(cache) / "parts"
-    for p in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        yield json.loads(p.read_text())
+    """Every finished video's part. A part that does not parse (damaged on disk) is
+    removed with a warning, so its video is done again by the next run."""
+    for p in _part_files(cache):
+        try:
+            part = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            log.warning("%s: unreadable (%s); removed, its video will be processed again", p, e)
+            p.unlink(missing_ok=True)
+            continue
+        yield part
+
+
+def remove_leftovers(cache: Path) -> int:
+    """Delete the temporary files a killed run left (parts, crops); returns how many.
+    Only when no run writes into the cache: after all its videos (or shards) are done."""
+    n = 0
+    for sub in ("parts", "faces"):
+        folder = Path(cache) / sub
+        for p in folder.rglob(f"{TMP_PREFIX}*") if folder.is_dir() else []:
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def video_row(part: dict) -> dict:
@@ -217,6 +259,8 @@ def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
     """Write index.parquet, videos.parquet and failures.csv from every finished video's
     part. Returns (rows, failures)."""
     cache = Path(cache)
+    if remove_leftovers(cache):
+        log.info("%s: removed the temporary files of an interrupted run", cache)
     tmp_index = cache / f".{INDEX}.tmp"
     tmp_fail = cache / f".{FAILURES}.tmp"
     n_rows = n_fail = 0
@@ -249,6 +293,10 @@ def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
     return n_rows, n_fail
 
 
+def _reindex_hint(cache) -> str:  # noqa: N802  (a message, named as the constant it nearly is)
+    return f"re-index the cache with `dffr merge-cache {cache}`"
+
+
 def read_videos(cache: str | Path, split: str | None = None) -> pd.DataFrame:
     """The cache's videos.parquet (every video processed, with or without faces)."""
     path = Path(cache) / VIDEOS
@@ -257,7 +305,9 @@ def read_videos(cache: str | Path, split: str | None = None) -> pd.DataFrame:
             f"{path} not found (a cache indexed by an older dffr): re-index it with "
             f"`dffr merge-cache {cache}`"
         )
-    df = pd.read_parquet(path)
+    df = read_table(
+        path, ("video", "label", "split", "no_face"), "videos table", _reindex_hint(cache)
+    )
     return df[df["split"] == split].reset_index(drop=True) if split else df
 
 
@@ -287,7 +337,8 @@ def read_index(cache: str | Path, split: str | None = None) -> pd.DataFrame:
     path = Path(cache) / INDEX
     if not path.is_file():
         raise DffrError(f"{path} not found: run `dffr preprocess` (or `dffr merge-cache`)")
-    df = pd.read_parquet(path)
+    needs = ("video", "frame", "label", "split", "face", "landmarks", "matrix")
+    df = read_table(path, needs, "cache index", _reindex_hint(cache))
     if split:
         df = df[df["split"] == split].reset_index(drop=True)
     for column, value in ROW_DEFAULTS.items():  # an index written before these columns

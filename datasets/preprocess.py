@@ -122,7 +122,9 @@ def process_video(item: Item, root: Path, cache: Path, settings: Settings, backe
     path = item.path(root)
     every_face = settings.faces == "all"
     compare = every_face and item.label == 1 and bool(item.original)
-    if not path.exists():
+    if item.refused:  # a hostile or broken path in the metadata: never opened
+        fail(None, item.refused)
+    elif not path.exists():
         where = f"listed in {item.listed_in} but " if item.listed_in else ""
         fail(None, f"missing: {where}not found at {path}")
     else:

@@ -77,6 +77,10 @@ class FaceTracker:
         points = self.backend.landmarks(frame, [found[t][0] for t in order])
         return [(t, Face(found[t][0], p, found[t][1])) for t, p in zip(order, points, strict=True)]
 
+    def _confirmed(self, frame: np.ndarray, box: np.ndarray) -> bool:
+        confirm = getattr(self.backend.detector, "confirmed", None)
+        return confirm is None or confirm(frame, box)
+
     def _redetect(self, frame: np.ndarray, found: dict) -> None:
         """A full-frame detection: lost tracks take the detection where they were last;
         other new faces start tracks (all faces) or the largest restarts track 0."""
@@ -93,6 +97,10 @@ class FaceTracker:
                 self.tracks.setdefault(0, faces[0][0])
                 self.misses.setdefault(0, 0)
             return
+        # every face a track: a false detection (a patch of a shirt) would become one, so
+        # all but the surest must be confirmed by the CNN detector as well
+        surest = max(range(len(faces)), key=lambda i: faces[i][1], default=None)
+        faces = [f for i, f in enumerate(faces) if i == surest or self._confirmed(frame, f[0])]
         lost = [t for t in self.tracks if t not in found]
         for face in faces:
             match = next((t for t in lost if same_face(self.tracks[t], face[0])), None)

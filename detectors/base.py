@@ -32,6 +32,10 @@ class WeightsError(DffrError):
     """A weights file that is missing, corrupt, or made for another network."""
 
 
+class InputSizeError(DffrError):
+    """An input size the network cannot take."""
+
+
 @dataclass
 class DetectorConfig:
     """Everything that defines a trained model; saved in its JSON sidecar."""
@@ -75,8 +79,15 @@ class Detector(ABC):
     normalisation: ClassVar[str] = "imagenet"  # or "unit": RGB / 255
     default_lr: ClassVar[float] = 1e-4
     trunks: ClassVar[tuple[str, ...]] = ()  # the `trunk` choices; the first is the paper's
+    # the smallest input it takes: networks that downsample 32-fold leave a 1x1 map at 32
+    min_input_size: ClassVar[int] = 32
 
     def __init__(self, config: DetectorConfig, device: Device | str | None = None) -> None:
+        if config.input_size < self.min_input_size:
+            raise InputSizeError(
+                f"{self.name} needs an input of at least {self.min_input_size}x"
+                f"{self.min_input_size} px, not {config.input_size}; raise --input-size"
+            )
         if config.trunk is not None and config.trunk not in self.trunks:
             offered = f"one of {', '.join(self.trunks)}" if self.trunks else "no other trunk"
             raise DffrError(f"{self.name} offers {offered}, not trunk {config.trunk!r}")
@@ -156,6 +167,33 @@ def sidecar_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+def _sidecar_config(side: Path) -> DetectorConfig:
+    """The config in a model's sidecar, checked (WeightsError naming what is wrong)."""
+    from dffr.regions.masks import REGIONS
+
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{side}: unreadable sidecar ({e})") from None
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{side}: a sidecar is a JSON object with a 'config' object")
+    checks = {
+        "detector": lambda v: isinstance(v, str) and v in DETECTORS,
+        "region": lambda v: v in REGIONS,
+        "input_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 8,
+        "fake_index": lambda v: v in (0, 1) and not isinstance(v, bool),
+        "head": lambda v: v in ("sigmoid", "softmax"),
+        "sigmoid_means": lambda v: v in ("fake", "real"),
+    }
+    for key, ok in checks.items():
+        if key in config and not ok(config[key]):
+            raise WeightsError(f"{side}: config.{key} = {config[key]!r} is not valid")
+    if "detector" not in config:
+        raise WeightsError(f"{side}: config has no 'detector'")
+    return DetectorConfig.from_dict(config)
+
+
 def build_detector(config: DetectorConfig, device: Device | str | None = None) -> Detector:
     return DETECTORS.get(config.detector)(config, device)
 
@@ -170,19 +208,31 @@ def load_detector(weights: str | Path, device: Device | str | None = None, **ove
     if not weights.is_file():
         raise WeightsError(f"{weights}: model file not found")
     side = sidecar_path(weights)
+    parts = weights.stem.split("_")
+    named = len(parts) >= 3 and parts[0] in DETECTORS  # <Detector>_<DB>_<region>
     if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-        except json.JSONDecodeError as e:
-            raise WeightsError(f"{side}: unreadable sidecar ({e})") from None
-        config = DetectorConfig.from_dict(meta["config"])
-        init = meta.get("init", {"kind": "not recorded"})
+        config = _sidecar_config(side)
+        init = json.loads(side.read_text()).get("init", {"kind": "not recorded"})
+        if named:
+            said = (DETECTORS.canonical(parts[0]), "_".join(parts[1:-1]), parts[-1])
+            has = (DETECTORS.canonical(config.detector), config.ddbb, config.region)
+            if said != has:
+                raise WeightsError(
+                    f"{weights}: the file is named for {' / '.join(said)} (detector / "
+                    f"database / region) but its sidecar says {' / '.join(has)}: a model "
+                    "copied under another name is not that model"
+                )
     else:
-        parts = weights.stem.split("_")
-        if len(parts) < 3 or parts[0] not in DETECTORS:
+        if not named:
             raise WeightsError(
                 f"{weights}: no sidecar {side.name} and the name is not "
                 f"<Detector>_<DB>_<region> with a detector of {DETECTORS.names()}"
+            )
+        if weights.suffix == ".keras":  # the seed released Keras 2 .hdf5 files only
+            raise WeightsError(
+                f"{weights}: a dffr model without its sidecar {side.name}, which says what "
+                "its output means; without it every score could be 1 - P(fake). Train it "
+                "again, or put the sidecar back"
             )
         config = DetectorConfig(
             parts[0],

@@ -21,20 +21,33 @@ from dffr.regions.masks import REGIONS
 @click.option(
     "--ddbb", default="", help="database name for the model's file name (default: the cache's)"
 )
-@click.option("--epochs", default=20, show_default=True)
-@click.option("--batch", default=32, show_default=True)
-@click.option("--input-size", default=200, show_default=True)
-@click.option("--lr", type=float, default=None, help="learning rate (default: the detector's)")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--input-size",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=8),
+    help="network input side, px (each detector has its own minimum)",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="learning rate (default: the detector's)",
+)
 @click.option(
     "--warmup-epochs",
     default=3,
     show_default=True,
+    type=click.IntRange(min=0),
     help="Xception: epochs training only the new head first",
 )
 @click.option(
     "--patience",
     default=5,
     show_default=True,
+    type=click.IntRange(min=1),
     help="stop after this many epochs without a better val AUC",
 )
 @click.option(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,6 @@ def train(
     finally:
         log.close()
     if rank == 0:
-        det.save(weights)
         meta = {
             "config": config.to_dict(),
             "detector": det.name,
@@ -136,10 +136,28 @@ def train(
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "dffr": __version__,
         }
-        sidecar_path(weights).write_text(json.dumps(_clean(meta), indent=2))
+        save_model(det, weights, meta)
         if not keep_checkpoint:
             _remove_checkpoint(ckpt)
     return TrainResult(det, weights, det.val_auc, train_data, val_data)
+
+
+def save_model(det: Detector, weights: Path, meta: dict) -> None:
+    """Write a model and its sidecar so that a model file never exists without its own
+    sidecar: both to temporary files, the old model (if any) removed, the sidecar moved
+    into place, then the model. A kill at any moment leaves the old pair or no model
+    (which is then trained again), never a model with another's sidecar or none."""
+    tmp_weights = weights.with_name(f".tmp-{weights.name}")  # the same suffix: Keras asks
+    tmp_side = sidecar_path(weights).with_name(f".tmp-{sidecar_path(weights).name}")
+    try:
+        det.save(tmp_weights)
+        tmp_side.write_text(json.dumps(_clean(meta), indent=2))
+        weights.unlink(missing_ok=True)
+        os.replace(tmp_side, sidecar_path(weights))
+        os.replace(tmp_weights, weights)
+    finally:
+        for tmp in (tmp_weights, tmp_side):
+            tmp.unlink(missing_ok=True)
 
 
 def _remove_checkpoint(ckpt: Path) -> None:

@@ -22,9 +22,9 @@ from dffr.regions.commands import landmarks, segment
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--device",
-    default="auto",
-    show_default=True,
-    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N",
+    default=None,
+    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N; default: $DFFR_DEVICE, "
+    "else auto",
 )
 @click.option("-v", "--verbose", is_flag=True, help="log more")
 @click.version_option(package_name="dffr")
@@ -38,7 +38,8 @@ def main(ctx: click.Context, device: str, verbose: bool) -> None:
     try:
         ctx.obj = {"device": str(resolve_device(device))}
     except DffrError as e:
-        raise click.BadParameter(str(e), param_hint="--device") from None
+        hint = "--device" if device is not None else "$DFFR_DEVICE"
+        raise click.BadParameter(str(e), param_hint=hint) from None
 
 
 @main.command()

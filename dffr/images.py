@@ -8,6 +8,7 @@ viewer shows.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -16,9 +17,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dffr.errors import ImageReadError
 
-# Forensic inputs can be large scans or 8K frames; refuse only absurd sizes.
-MAX_PIXELS = 400_000_000
+# Forensic inputs can be 8K frames (33 Mpixel) or large photographs; beyond 100 Mpixel
+# (300 MB decoded, more in Pillow's working copies) an image is refused before decoding.
+MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+log = logging.getLogger(__name__)
+_SAID_FIRST_FRAME = False
 
 
 def to_rgb8(array: np.ndarray) -> np.ndarray:
@@ -59,6 +63,21 @@ def _pil_to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def _first_frame_only(path: Path, img: Image.Image) -> None:
+    """An animated GIF / WebP or a multi-page TIFF is read as its first frame: said once
+    a run (with the first such file), not silently and not once per file."""
+    global _SAID_FIRST_FRAME
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1 and not _SAID_FIRST_FRAME:
+        _SAID_FIRST_FRAME = True
+        log.warning(
+            "%s holds %d frames (animated or multi-page): only the first is read, here and "
+            "in every such image; give videos as video files",
+            path,
+            frames,
+        )
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8, or raise ImageReadError saying why not."""
     p = Path(path)
@@ -72,13 +91,16 @@ def read_image(path: str | Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as img:
+                _first_frame_only(p, img)
                 img.load()
                 rgb = _pil_to_rgb8(ImageOps.exif_transpose(img))
                 return rgb if rgb.flags.writeable else rgb.copy()
     except UnidentifiedImageError:
         raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(f"{p}: image too large ({e})") from None
+        raise ImageReadError(
+            f"{p}: image too large: more than {MAX_PIXELS // 1_000_000} Mpixel ({e})"
+        ) from None
     except OSError as e:
         msg = str(e)
         if "truncated" in msg or "broken data stream" in msg:

@@ -138,7 +138,10 @@ def evaluate_cmd(scores, level, split, bootstrap, no_face_score, out):
     from dffr.experiments.scoring import read_scores
     from dffr.experiments.tables import no_face_note
 
-    df = read_scores(scores)
+    try:
+        df = read_scores(scores)
+    except DffrError as e:
+        raise click.ClickException(str(e)) from None
     df = df[df["split"] == split]
     if df.empty:
         raise click.ClickException(f"{scores}: no rows in split {split!r}")

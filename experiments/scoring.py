@@ -36,6 +36,7 @@ from dffr.errors import DffrError
 from dffr.images import read_image
 from dffr.perturbations import hflip, perturb
 from dffr.regions.masks import REGIONS, cut_regions
+from dffr.tables import read_table
 
 SCORE_COLUMNS = [
     "video",
@@ -146,7 +147,9 @@ def predict_frames(
 
 def read_scores(path: Path) -> pd.DataFrame:
     """A scores file; one written before the `tta` column existed holds no TTA."""
-    df = pd.read_parquet(path)
+    needs = ("video", "frame", "label", "split", "test_ddbb", "train_ddbb")
+    needs += ("detector", "region", "score")
+    df = read_table(path, needs, "scores file", "give a file written by `dffr score`")
     if "tta" not in df:
         df["tta"] = ""
     df["tta"] = df["tta"].fillna("")
@@ -160,11 +163,13 @@ def read_scores(path: Path) -> pd.DataFrame:
 def faceless_rows(videos: pd.DataFrame) -> pd.DataFrame:
     """One row (track -1) per sampled frame that gave no face crop (no face found, too
     small, not decodable), and one (frame -1) per video on disk that could not be read
-    at all: they are test videos too. Videos listed but not on disk are not."""
+    at all: they are test videos too. Videos listed but not on disk, or whose listed
+    path was refused, are not."""
     rows = []
     for v in videos.itertuples():
         frames = list(v.no_face)
-        if not frames and v.frames == 0 and v.error and not v.error.startswith("missing"):
+        absent = v.error.startswith(("missing", "refused"))
+        if not frames and v.frames == 0 and v.error and not absent:
             frames = [-1]
         rows += [
             {

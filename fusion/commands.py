@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import pandas as pd
 
+from dffr.errors import DffrError
 from dffr.fusion.fuse import OVER
-from dffr.fusion.rules import FUSION, FusionError
+from dffr.fusion.rules import FUSION
 
 
 @click.command("fuse")
@@ -35,13 +35,13 @@ from dffr.fusion.rules import FUSION, FusionError
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 def fuse_cmd(scores, over, rule, subset, norm, out):
     """Fuse scores over regions, detectors or both -> fused.parquet."""
+    from dffr.experiments.scoring import read_scores
     from dffr.fusion.fuse import fuse
 
-    df = pd.read_parquet(scores)
     subset_list = [s.strip() for s in subset.split(",")] if subset else None
     try:
-        fused = fuse(df, over=over, rule=rule, subset=subset_list, norm=norm)
-    except FusionError as e:
+        fused = fuse(read_scores(scores), over=over, rule=rule, subset=subset_list, norm=norm)
+    except DffrError as e:
         raise click.ClickException(str(e)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     fused.to_parquet(out, index=False)

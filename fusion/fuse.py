@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dffr.experiments.scoring import SCORE_COLUMNS
-from dffr.fusion.rules import FunctionRule, FusionError, load_rule
+from dffr.fusion.rules import FunctionRule, FusionError, checked, load_rule
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,12 @@ def fuse(
         normaliser = Normaliser(norm).fit(fit_rows) if learns else Normaliser("none")
         if not isinstance(fn, FunctionRule):
             labels = fit_rows.index.get_level_values("label").to_numpy()
-            fn.fit(normaliser(fit_rows), labels)
-        fused = fn(normaliser(table))
+            try:
+                fn.fit(normaliser(fit_rows), labels)
+            except Exception as e:
+                msg = f"fusion rule {rule!r} could not be fitted: {type(e).__name__}: {e}"
+                raise FusionError(msg) from None
+        fused = checked(fn(normaliser(table)), table, rule)
         name = f"{rule.rsplit(':', 1)[-1]}({'+'.join(map(str, table.columns))})"
         frame = both.index.to_frame(index=False)
         frame["score"] = np.nan

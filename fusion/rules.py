@@ -120,17 +120,47 @@ class FunctionRule(Fitted):
 
     def __call__(self, scores):
         try:
-            out = self.fn(scores)
+            return self.fn(scores)
         except Exception as e:
             msg = f"fusion rule {self.name!r} failed: {type(e).__name__}: {e}"
             raise FusionError(msg) from None
-        if not isinstance(out, pd.Series):
-            out = pd.Series(np.asarray(out, dtype=np.float64).reshape(-1), index=scores.index)
-        if len(out) != len(scores):
+
+
+def checked(out, scores: pd.DataFrame, name: str) -> pd.Series:
+    """A rule's result as one finite score per row of `scores`, in its order.
+
+    A Series is aligned on its index (a rule may sort or reorder), and refused when its
+    index is not the rows'; anything else must be one number per row, in order.
+    Strings, 2-D results, NaN and infinities are refused, naming the rule."""
+    if isinstance(out, pd.DataFrame):
+        raise FusionError(f"fusion rule {name!r} returned a table of {out.shape[1]} columns")
+    if isinstance(out, pd.Series):
+        if len(out) != len(scores) or not out.index.sort_values().equals(
+            scores.index.sort_values()
+        ):
             raise FusionError(
-                f"fusion rule {self.name!r} returned {len(out)} scores for {len(scores)} rows"
+                f"fusion rule {name!r} returned a Series whose index is not the rows' "
+                "(keep the index of the table it is given)"
             )
-        return out
+        values = out.reindex(scores.index).to_numpy()
+    else:
+        values = np.asarray(out)
+        if values.ndim != 1 or len(values) != len(scores):
+            raise FusionError(
+                f"fusion rule {name!r} returned shape {values.shape}; it must return one "
+                f"score per row ({len(scores)})"
+            )
+    try:
+        values = values.astype(np.float64)
+    except (TypeError, ValueError):
+        raise FusionError(f"fusion rule {name!r} returned non-numbers ({values[:3]}...)") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise FusionError(
+            f"fusion rule {name!r} returned {int(bad.sum())} NaN or infinite score(s) of "
+            f"{len(values)}"
+        )
+    return pd.Series(values, index=scores.index)
 
 
 def load_rule(spec: str) -> Fitted:

@@ -33,7 +33,7 @@ class HogFaceDetector:
         self._detector = dlib.get_frontal_face_detector()
         self._cnn = None  # loaded on the first doubtful detection
 
-    def _confirmed(self, image: np.ndarray, box: np.ndarray) -> bool:
+    def confirmed(self, image: np.ndarray, box: np.ndarray) -> bool:
         """Does the CNN detector also see a face in a window twice the box's size?"""
         if self._cnn is None:
             import dlib
@@ -64,7 +64,7 @@ class HogFaceDetector:
         found = []
         for r, score in zip(rects, scores, strict=True):
             box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=np.float64)
-            if score >= 0 or not confirm or self._confirmed(small, box):
+            if score >= 0 or not confirm or self.confirmed(small, box):
                 found.append((box / s, score))
         return found
 

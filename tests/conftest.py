@@ -65,6 +65,12 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{name}: {text}")
 
 
+def named(det, path) -> dict:
+    """The detector's config for a sidecar beside `path` (<Detector>_<DB>_<region>)."""
+    _, ddbb, region = path.stem.split("_")
+    return {**det.config.to_dict(), "ddbb": ddbb, "region": region}
+
+
 def write_video(path: Path, frames, fps: int = 10) -> Path:
     """An MPEG-4 video of the given RGB frames (all of one size)."""
     import cv2

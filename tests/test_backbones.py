@@ -22,18 +22,21 @@ from dffr.detectors.base import (
     DETECTORS,
     IMAGENET_STD,
     DetectorConfig,
+    InputSizeError,
     WeightsError,
     build_detector,
     load_detector,
     model_path,
 )
 from dffr.detectors.data import ArrayData
-from dffr.detectors.networks.backbones import TORCHVISION, InputSizeError
+from dffr.detectors.networks.backbones import TORCHVISION
 from dffr.detectors.networks.keras_backbones import KERAS_APPLICATIONS
 from dffr.detectors.training import train
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import MissingWeightsError
 from dffr.experiments.scoring import score
+
+from .conftest import named
 
 TORCH = list(TORCHVISION)
 KERAS = list(KERAS_APPLICATIONS)
@@ -84,7 +87,7 @@ def round_trip(det, images, tmp_path):
     """Scores of `det` after save + load_detector (with the JSON sidecar)."""
     path = tmp_path / f"{det.name}_DB_eyes{det.suffix}"
     det.save(path)
-    path.with_suffix(".json").write_text(json.dumps({"config": det.config.to_dict()}))
+    path.with_suffix(".json").write_text(json.dumps({"config": named(det, path)}))
     again = load_detector(path, "cpu")
     assert type(again) is type(det)
     return again.predict(images)

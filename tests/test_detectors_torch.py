@@ -20,6 +20,8 @@ from dffr.detectors.data import ArrayData
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import DffrError, MissingWeightsError
 
+from .conftest import named
+
 REFERENCE = {"DSP-FWA": "dsp_fwa_sppnet_resnet50.json", "Capsule": "capsule_net.json"}
 
 
@@ -53,7 +55,7 @@ def test_dsp_fwa_trunk_can_be_another_resnet_and_is_kept_in_the_sidecar(tiny_fac
         det.model(det._tensor(tiny_faces[0][:8]))
     path = tmp_path / "DSP-FWA_DB_entire.pt"
     det.save(path)
-    path.with_suffix(".json").write_text(json.dumps({"config": det.config.to_dict()}))
+    path.with_suffix(".json").write_text(json.dumps({"config": named(det, path)}))
     again = load_detector(path, "cpu")
     assert again.config.trunk == "resnet18"
     assert np.array_equal(det.predict(tiny_faces[0]), again.predict(tiny_faces[0]))
@@ -119,7 +121,7 @@ def test_save_load_round_trip_gives_identical_scores(name, tiny_faces, tmp_path)
         det.model(det._tensor(tiny_faces[0][:8]))
     path = tmp_path / f"{name}_DB_eyes.pt"
     det.save(path)
-    path.with_suffix(".json").write_text(json.dumps({"config": det.config.to_dict()}))
+    path.with_suffix(".json").write_text(json.dumps({"config": named(det, path)}))
     again = load_detector(path, "cpu")
     assert np.array_equal(det.predict(tiny_faces[0]), again.predict(tiny_faces[0]))
 

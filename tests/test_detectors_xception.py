@@ -14,6 +14,8 @@ from dffr.detectors.data import ArrayData
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import MissingWeightsError
 
+from .conftest import named
+
 pytestmark = pytest.mark.slow  # TensorFlow start-up and graph building take ~10 s
 
 
@@ -57,7 +59,7 @@ def test_keras_round_trip_and_seed_hdf5(trained, tiny_faces, tmp_path):
     det.save(path)
     import json
 
-    path.with_suffix(".json").write_text(json.dumps({"config": det.config.to_dict()}))
+    path.with_suffix(".json").write_text(json.dumps({"config": named(det, path)}))
     again = load_detector(path, "cpu")
     assert np.allclose(det.predict(images), again.predict(images), atol=1e-6)
     with zipfile.ZipFile(path) as z:  # scoring needs no Adam state: a third of the size
@@ -73,8 +75,12 @@ def test_keras_round_trip_and_seed_hdf5(trained, tiny_faces, tmp_path):
 
 
 def test_corrupt_keras_file_and_missing_imagenet(tmp_path, monkeypatch):
+    import json
+
     bad = tmp_path / "Xception_DB_eyes.keras"
     bad.write_bytes(b"PK\x03\x04 broken zip")
+    config = {"detector": "Xception", "ddbb": "DB", "region": "eyes", "input_size": 72}
+    bad.with_suffix(".json").write_text(json.dumps({"config": config}))
     with pytest.raises(WeightsError, match="cannot load as an Xception model"):
         load_detector(bad, "cpu")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
@@ -105,7 +111,15 @@ def test_two_class_head_with_fake_at_index_zero(tiny_faces, tmp_path):
     assert np.allclose(scores, raw[:, 0], atol=1e-6)  # P(fake) is class 0, as in the seed
     path = tmp_path / "Xception_DB_nose.keras"
     det.save(path)
-    again = load_detector(path, "cpu")  # no sidecar: the head is read off the model
+    with pytest.raises(WeightsError, match="without its sidecar"):  # a dffr .keras
+        load_detector(path, "cpu")
+    import json
+
+    # the head is read off the model, whatever the sidecar claims
+    path.with_suffix(".json").write_text(
+        json.dumps({"config": {**named(det, path), "head": "sigmoid"}})
+    )
+    again = load_detector(path, "cpu")
     assert again.config.head == "softmax"
 
 

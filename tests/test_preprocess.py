@@ -269,7 +269,7 @@ def test_every_dfdc_face_is_tracked_and_only_the_swapped_one_is_fake(tmp_path, a
     assert diffs["left"] < 4.0 < 20 < diffs["right"]  # untouched: encoding noise only
     original = df[df["video"] == "dfdc_train_part_0/orig.mp4"]
     assert (original["label"] == 0).all() and (original["label_source"] == "video").all()
-    assert (tmp_path / "c" / "faces/dfdc_train_part_0/fake/000000_1.png").is_file()
+    assert (tmp_path / "c" / "faces/dfdc_train_part_0/fake.mp4/000000_1.png").is_file()
     # without the original on disk, every face of the fake is fake, and the cache says why
     (part / "orig.mp4").unlink()
     preprocess(

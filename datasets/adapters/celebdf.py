@@ -85,13 +85,15 @@ class CelebDF(Dataset):
     def items(self) -> list[Item]:
         test = read_test_list(self.test_list)
         items = []
-        for video, label in test.items():
+        for listed, label in test.items():
+            video, refused = self.listed(listed, TEST_LIST)
             folder = video.split("/", 1)[0]
             method = FOLDERS.get(folder, (label, "real" if label == 0 else folder))[1]
+            ids = () if refused or "/" not in video else identities(video)
             items.append(
-                Item(self.name, video, label, "test", method, TEST_LIST, identities(video))
+                Item(self.name, video, label, "test", method, TEST_LIST, ids, refused=refused)
             )
-        test_ids = set().union(*(identities(v) for v in test)) if test else set()
+        test_ids = {i for it in items for i in it.identities}
         self.excluded = []
         for folder, (label, method) in FOLDERS.items():
             for path in sorted((self.root / folder).glob("*.mp4")):

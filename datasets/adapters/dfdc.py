@@ -47,7 +47,14 @@ class DFDC(Dataset):
             except json.JSONDecodeError as e:
                 raise DatasetError(f"DFDC: {meta_path} is not valid JSON ({e})") from None
             listed = self.rel(meta_path)
+            if not isinstance(meta, dict):
+                raise DatasetError(
+                    f"DFDC: {meta_path}: expected an object of video -> {{label, split, "
+                    f"original}}, not a {type(meta).__name__}"
+                )
             for name, info in sorted(meta.items()):
+                if not isinstance(info, dict):
+                    raise DatasetError(f"DFDC: {meta_path}: {name!r} is not an object ({info!r})")
                 label = {"FAKE": 1, "REAL": 0}.get(str(info.get("label", "")).upper())
                 if label is None:
                     raise DatasetError(f"DFDC: {meta_path}: {name} has no FAKE/REAL label")
@@ -55,30 +62,48 @@ class DFDC(Dataset):
                 group = original or name
                 split = assign("dfdc:" + group, fractions)
                 method = "DFDC" if label else "real"
+                video, refused = self.listed(f"{part.name}/{name}", listed)
+                if original:
+                    original, bad = self.listed(f"{part.name}/{original}", listed)
+                    original = "" if bad else original
                 items.append(
                     Item(
                         self.name,
-                        f"{part.name}/{name}",
+                        video,
                         label,
                         split,
                         method,
                         listed,
                         identities=(f"dfdc:{group}",),
-                        original=f"{part.name}/{original}" if original else "",
+                        original=original,
+                        refused=refused,
                     )
                 )
         if has_test:
             with public.open(newline="") as f:
-                for row in csv.DictReader(f):
-                    label = int(float(row["label"]) >= 0.5)
+                reader = csv.DictReader(f)
+                if not {"filename", "label"} <= set(reader.fieldnames or ()):
+                    raise DatasetError(
+                        f"DFDC: {public}: expected the columns filename,label, not "
+                        f"{reader.fieldnames}"
+                    )
+                for n, row in enumerate(reader, start=2):
+                    try:
+                        label = int(float(row["label"]) >= 0.5)
+                    except (TypeError, ValueError):
+                        raise DatasetError(
+                            f"DFDC: {public}:{n}: label {row['label']!r} is not a number"
+                        ) from None
+                    video, refused = self.listed(f"test_videos/{row['filename']}", "labels.csv")
                     items.append(
                         Item(
                             self.name,
-                            f"test_videos/{row['filename']}",
+                            video,
                             label,
                             "test",
                             "DFDC" if label else "real",
                             "labels.csv",
+                            refused=refused,
                         )
                     )
         if not items:

@@ -50,6 +50,14 @@ def read_official_splits(folder: Path) -> dict[str, str]:
             pairs = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise DatasetError(f"FaceForensics: {path} is not valid JSON ({e})") from None
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, str | int) for v in p)
+            for p in pairs
+        ):
+            raise DatasetError(
+                f"FaceForensics: {path}: expected a list of [target, source] id pairs, as the "
+                "official lists are"
+            )
         for pair in pairs:
             for vid in pair:
                 membership[str(vid)] = split

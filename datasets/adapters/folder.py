@@ -11,7 +11,10 @@ match in the file name names the group that must stay in one split (for example
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 from dffr.datasets.base import (
     DATASETS,
@@ -25,6 +28,21 @@ from dffr.datasets.base import (
 from dffr.datasets.splits import assign
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def walk_files(top: Path) -> Iterator[Path]:
+    """Every file below `top`, following symlinked folders (a database assembled from
+    links to other disks) and entering each real folder once (a link loop ends)."""
+    seen: set[str] = set()
+    for folder, subfolders, files in os.walk(top, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders.sort()
+        for name in sorted(files):
+            yield Path(folder) / name
 
 
 @DATASETS.register("folder")
@@ -49,7 +67,7 @@ class Folder(Dataset):
         for base, split in bases:
             for label, cls in ((0, "real"), (1, "fake")):
                 top = base / cls
-                for path in sorted(top.rglob("*")):
+                for path in walk_files(top):
                     if path.suffix.lower() not in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
                         continue
                     sub = path.relative_to(top).parts

@@ -25,19 +25,6 @@ from torch import nn
 from dffr.detectors.base import DETECTORS, Detector, DetectorConfig, WeightsError
 from dffr.detectors.imagenet import WeightsFile, torch_weights
 from dffr.detectors.torch_detector import TorchDetector
-from dffr.errors import DffrError
-
-
-class InputSizeError(DffrError):
-    """An input size the network cannot take."""
-
-
-def check_input_size(name: str, config: DetectorConfig, minimum: int) -> None:
-    if config.input_size < minimum:
-        raise InputSizeError(
-            f"{name} needs an input of at least {minimum}x{minimum} px, not "
-            f"{config.input_size}; raise --input-size"
-        )
 
 
 def densenet_keys(key: str) -> str:
@@ -76,7 +63,6 @@ class TorchBackbone(TorchDetector):
         return torch_weights(cls.backbone.arch)
 
     def build(self) -> nn.Module:
-        check_input_size(self.name, self.config, self.min_input_size)
         spec = self.backbone
         net = torchvision.models.get_model(spec.arch, weights=None)
         state = self.imagenet_state()

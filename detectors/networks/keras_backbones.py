@@ -23,7 +23,7 @@ import numpy as np
 from dffr.detectors.base import IMAGENET_STD
 from dffr.detectors.imagenet import KERAS_FILES, WeightsFile
 from dffr.detectors.keras_detector import KerasDetector
-from dffr.detectors.networks.backbones import check_input_size, register
+from dffr.detectors.networks.backbones import register
 
 
 def efficientnet_variance(body) -> None:
@@ -75,7 +75,6 @@ class KerasBackbone(KerasDetector):
         return f"keras.applications.{self.backbone.module}.preprocess_input"
 
     def body(self):
-        check_input_size(self.name, self.config, self.min_input_size)
         s = self.config.input_size
         return getattr(self.keras.applications, self.backbone.app)(
             include_top=False, weights=None, input_shape=(s, s, 3), pooling="avg"

@@ -17,6 +17,7 @@ IMAGENET_FILE = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
 class Xception(KerasDetector):
     name = "Xception"
     normalisation = "unit"
+    min_input_size = 71  # keras.applications.Xception's floor
     imagenet_file = IMAGENET_FILE
 
     def body(self):

@@ -103,5 +103,25 @@ class GivenBackend(LandmarkBackend):
                     f"({', '.join(Path(source).stem + s for s in SIDECARS)})"
                 )
             pts = read_landmarks(sidecar)
-        faces = [Face(landmark_box(p), p) for p in pts]
+        where = source or "the given landmarks"
+        h, w = image.shape[:2]
+        faces = []
+        for k, p in enumerate(pts):
+            # points must be numbers near the image: a face may reach past an edge, not
+            # lie a whole image away (a wrong file, or coordinates of another image size)
+            if not np.isfinite(p).all():
+                raise DffrError(f"{where}: face {k + 1}'s landmarks are not all finite numbers")
+            box = landmark_box(p)
+            if (
+                box[2] < -w
+                or box[0] > 2 * w
+                or box[3] < -h
+                or box[1] > 2 * h
+                or (box[2] - box[0] > 4 * max(h, w))
+            ):
+                raise DffrError(
+                    f"{where}: face {k + 1}'s landmarks span x {box[0]:.0f}..{box[2]:.0f}, "
+                    f"y {box[1]:.0f}..{box[3]:.0f}, far outside the {w}x{h} image"
+                )
+            faces.append(Face(box, p))
         return sorted(faces, key=lambda f: -f.size)
