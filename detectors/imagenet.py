@@ -202,7 +202,7 @@ def fetch_hint(detector: str) -> str:
     return f"dffr weights fetch --detectors {detector}"
 
 
-def locate(spec: WeightsFile, detector: str, fetch: bool = True) -> Path:
+def locate(spec: WeightsFile, detector: str) -> Path:
     """The checked local copy of `spec`, fetched when absent (or failing its hash).
 
     MissingWeightsError says which file, where it is looked for, why it could not be
@@ -211,12 +211,10 @@ def locate(spec: WeightsFile, detector: str, fetch: bool = True) -> Path:
     if spec.path.is_file() and spec.hash_ok():
         return spec.path
     bad = spec.path.is_file()
-    why = "fetching is off"
-    if fetch:
-        try:
-            return spec.fetch()
-        except MissingWeightsError as e:
-            why = str(e)
+    try:
+        return spec.fetch()
+    except MissingWeightsError as e:
+        why = str(e)
     state = (
         f"{spec.path} fails its hash check (partial or corrupt; expected {spec.file_hash})"
         if bad

@@ -10,6 +10,16 @@ import pandas as pd
 from dffr.errors import DffrError
 
 
+def with_face_columns(scores: pd.DataFrame) -> pd.DataFrame:
+    """Score rows as written before faces were numbered: one face a frame (track 0),
+    labelled as its video."""
+    if "track" not in scores:
+        scores = scores.assign(track=0)
+    if "video_label" not in scores:
+        scores = scores.assign(video_label=scores["label"])
+    return scores
+
+
 def read_table(path: str | Path, needs: tuple[str, ...], what: str, fix: str) -> pd.DataFrame:
     """The table at `path`; DffrError naming the file, what it should be and `fix`."""
     path = Path(path)

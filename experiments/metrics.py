@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
+from dffr.tables import with_face_columns
+
 GROUP = ["train_ddbb", "test_ddbb", "detector", "region", "split"]
 METRICS = ("auc", "eer", "ap", "acc")
 
@@ -56,11 +58,9 @@ def video_level(scores: pd.DataFrame, no_face_score: float = NO_FACE_SCORE) -> p
     """One row per video: its highest face track's mean score (`no_face_score` for a
     video without a face), labelled with the video's label."""
     keys = [c for c in GROUP + ["video", "method"] if c in scores]
-    labels = scores["video_label"] if "video_label" in scores else scores["label"]
-    data = scores.assign(label=labels)
-    track = data.get("track", 0)
+    data = with_face_columns(scores)
     per_track = (
-        data.assign(track=track)
+        data.assign(label=data["video_label"])
         .groupby([*keys, "label", "track"], sort=False, dropna=False)["score"]
         .mean()
         .reset_index()

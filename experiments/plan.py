@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from dffr.datasets.cache import INDEX, VIDEOS, read_settings, read_videos
-from dffr.detectors.base import DETECTORS, DetectorConfig, model_path
+from dffr.detectors.base import DETECTORS, DetectorConfig
 from dffr.detectors.imagenet import WeightsFile, fetch_hint, reachable
 from dffr.errors import DffrError
 from dffr.experiments.spec import Experiment
@@ -222,29 +222,26 @@ def plan(exp: Experiment, fetchable=reachable) -> Plan:
         return asked[spec]
 
     todo, files = 0, {}
-    for ddbb in exp.train:
-        for det in exp.detectors:
-            groups: dict[tuple[str, str], list[str]] = {}
-            for region in exp.regions:
-                path = model_path(models, det, ddbb, region)
-                if path.is_file():
-                    groups.setdefault(("trained", ""), []).append(region)
-                    continue
-                todo += 1
-                config = exp.config(det, region, ddbb)
-                spec = DETECTORS.get(det).imagenet_weights(config)
-                start, error = weights_status(config, spec, ask)
-                if spec is not None and config.pretrained and not config.imagenet:
-                    files[spec.name] = start
-                    start = f"ImageNet {spec.name}"
-                ckpt = path.parent / "checkpoints" / f"{path.stem}.ckpt{path.suffix}"
-                state = "to resume from its checkpoint" if ckpt.is_file() else "to train"
-                groups.setdefault((state, start), []).append(region)
-                if error and error not in p.errors:
-                    p.errors.append(error)
-            for (state, start), regions in groups.items():
-                line = f"  {ddbb} {det} {', '.join(regions)}: {state}"
-                p.lines.append(line + (f", from {start}" if start else ""))
+    groups: dict[tuple[str, str, str, str], list[str]] = {}  # a line per model group
+    for ddbb, det, region, path in exp.model_files():
+        if path.is_file():
+            groups.setdefault((ddbb, det, "trained", ""), []).append(region)
+            continue
+        todo += 1
+        config = exp.config(det, region, ddbb)
+        spec = DETECTORS.get(det).imagenet_weights(config)
+        start, error = weights_status(config, spec, ask)
+        if spec is not None and config.pretrained and not config.imagenet:
+            files[spec.name] = start
+            start = f"ImageNet {spec.name}"
+        ckpt = path.parent / "checkpoints" / f"{path.stem}.ckpt{path.suffix}"
+        state = "to resume from its checkpoint" if ckpt.is_file() else "to train"
+        groups.setdefault((ddbb, det, state, start), []).append(region)
+        if error and error not in p.errors:
+            p.errors.append(error)
+    for (ddbb, det, state, start), regions in groups.items():
+        line = f"  {ddbb} {det} {', '.join(regions)}: {state}"
+        p.lines.append(line + (f", from {start}" if start else ""))
     p.lines.append(f"  {todo} model(s) to train")
     if files:
         p.lines.append("ImageNet weights")

@@ -25,30 +25,22 @@ def preflight(exp: Experiment) -> None:
     """Everything `run` needs before it trains the first model: the caches (made with
     the options asked for) and the ImageNet file of every model to train, fetched now
     when absent. Raises DffrError listing every problem."""
-    from dffr.detectors.imagenet import locate
+    from dffr.detectors.imagenet import resolve
     from dffr.experiments.plan import check_cache
 
     problems = [
         p for ddbb in dict.fromkeys([*exp.train, *exp.test]) for p in check_cache(exp, ddbb)
     ]
-    needed = {}
-    for ddbb in exp.train:
-        for det in exp.detectors:
-            for region in exp.regions:
-                if model_path(exp.models, det, ddbb, region).is_file():
-                    continue
-                config = exp.config(det, region, ddbb)
-                spec = DETECTORS.get(det).imagenet_weights(config)
-                if config.pretrained and not config.imagenet and spec is not None:
-                    needed.setdefault(spec, det)
-                elif config.pretrained and config.imagenet and not Path(config.imagenet).is_file():
-                    problems.append(f"{det}: --imagenet file {config.imagenet} not found")
-    for spec, det in needed.items():
-        try:
-            locate(spec, det)
+    for ddbb, det, region, path in exp.model_files():
+        if path.is_file():
+            continue
+        config = exp.config(det, region, ddbb)
+        try:  # what training will do first: find (or fetch) its ImageNet file
+            resolve(config, DETECTORS.get(det).imagenet_weights(config), det)
         except DffrError as e:
             problems.append(str(e))
     if problems:
+        problems = list(dict.fromkeys(problems))  # one line per file, not per model
         raise DffrError("the experiment cannot run:\n  - " + "\n  - ".join(problems))
 
 
@@ -99,14 +91,12 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
     models = Path(exp.models)
     scores_path = out / "scores.parquet"
     preflight(exp)
-    for db in exp.train:
-        for det in exp.detectors:
-            for region in exp.regions:
-                if model_path(models, det, db, region).is_file():
-                    continue
-                cfg = exp.config(det, region, db)
-                # resume: a model cut off by a killed run goes on from its last epoch
-                train(cfg, exp.cache_path(db), models, resume=True, device=device)
+    for db, det, region, path in exp.model_files():
+        if not path.is_file():
+            # resume: a model cut off by a killed run goes on from its last epoch
+            train(
+                exp.config(det, region, db), exp.cache_path(db), models, resume=True, device=device
+            )
     for db in exp.train:
         splits = [(db, "val")] if exp.needs_val() else []
         for test_db, split in [(t, "test") for t in exp.test] + splits:

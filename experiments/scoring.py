@@ -36,7 +36,7 @@ from dffr.errors import DffrError
 from dffr.images import read_image
 from dffr.perturbations import hflip, perturb
 from dffr.regions.masks import REGIONS, cut_regions
-from dffr.tables import read_table
+from dffr.tables import read_table, with_face_columns
 
 SCORE_COLUMNS = [
     "video",
@@ -153,11 +153,7 @@ def read_scores(path: Path) -> pd.DataFrame:
     if "tta" not in df:
         df["tta"] = ""
     df["tta"] = df["tta"].fillna("")
-    if "track" not in df:  # written before faces were numbered: one face per frame
-        df["track"] = 0
-    if "video_label" not in df:
-        df["video_label"] = df["label"]
-    return df
+    return with_face_columns(df)
 
 
 def faceless_rows(videos: pd.DataFrame) -> pd.DataFrame:

@@ -94,9 +94,6 @@ class Fusion(_Strict):
     subset: list[str] | None = None
     norm: Literal["none", "minmax", "zscore"] = "none"
 
-    def as_dict(self) -> dict:
-        return self.model_dump()
-
 
 class Cache(BaseModel):
     """A cache: its folder, and (any other key) the database options it must have been
@@ -170,6 +167,17 @@ class Experiment(_Strict):
     def config(self, detector: str, region: str, ddbb: str) -> DetectorConfig:
         return DetectorConfig(detector, region=region, ddbb=ddbb, **self.settings_for(detector))
 
+    def model_files(self) -> list[tuple[str, str, str, Path]]:
+        """(training database, detector, region, model file) of every model it trains."""
+        from dffr.detectors.base import model_path
+
+        return [
+            (ddbb, det, region, model_path(self.models, det, ddbb, region))
+            for ddbb in self.train
+            for det in self.detectors
+            for region in self.regions
+        ]
+
     def cache_path(self, ddbb: str) -> str:
         c = self.caches[ddbb]
         return c if isinstance(c, str) else c.path
@@ -177,9 +185,6 @@ class Experiment(_Strict):
     def cache_options(self, ddbb: str) -> dict:
         c = self.caches[ddbb]
         return {} if isinstance(c, str) else c.options
-
-    def fusion_specs(self) -> list[dict]:
-        return [f.as_dict() for f in self.fusion]
 
     def needs_val(self) -> bool:
         """Whether any fusion learns (a rule or a normalisation fitted on val scores)."""

@@ -22,6 +22,7 @@ import pandas as pd
 
 from dffr.experiments.scoring import SCORE_COLUMNS
 from dffr.fusion.rules import FunctionRule, FusionError, checked, load_rule
+from dffr.tables import with_face_columns
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,7 @@ def side_by_side(scores: pd.DataFrame, over: str, subset=None) -> tuple[pd.DataF
     without a face have NaN in every column."""
     if over not in OVER:
         raise FusionError(f"--over must be one of {OVER}, not {over!r}")
-    df = scores.copy()
-    for column, default in (("track", 0), ("video_label", None)):  # older scores files
-        if column not in df:
-            df[column] = df["label"] if default is None else default
+    df = with_face_columns(scores.copy())
     if over == "regions":
         df = df[df["region"].isin(subset or PARTS)]
         keep, col = ["detector"], "region"
