@@ -17,12 +17,11 @@ into several, merged) yields the same index.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +30,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dffr.atomic import TMP_PREFIX, replaced
+from dffr.atomic import write_bytes as atomic_write_bytes
 from dffr.errors import DffrError
+from dffr.locks import locked
 from dffr.regions.masks import cut_regions
 from dffr.tables import read_table
 
@@ -41,6 +43,7 @@ INDEX = "index.parquet"
 FAILURES = "failures.csv"
 SETTINGS = "settings.json"
 VIDEOS = "videos.parquet"
+LOCK = ".dffr.lock"  # held by whoever writes the cache (see dffr.locks)
 SCHEMA = pa.schema(
     [
         ("ddbb", pa.string()),
@@ -148,19 +151,6 @@ def read_settings(cache: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that it is either absent or complete, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def part_path(cache: Path, video: str) -> Path:
     return Path(cache) / "parts" / f"{_safe(video)}.json"
 
@@ -179,9 +169,6 @@ def _safe(video: str) -> str:
     if not parts or Path(video).is_absolute() or any(p in ("..", "") for p in parts):
         raise DffrError(f"video id {video!r} is not a relative path inside the database")
     return Path(video).as_posix()
-
-
-TMP_PREFIX = ".tmp-"  # atomic_write_bytes' temporary files: never records
 
 
 def _part_files(cache: Path) -> list[Path]:
@@ -203,16 +190,49 @@ def _parts(cache: Path) -> Iterator[dict]:
         yield part
 
 
+FOLLOWED = ("split", "method", "listed_in", "identities", "ddbb")  # rewritten in place
+
+
+def follow_metadata(cache: Path, listed: dict[str, dict], mine=lambda video: True) -> dict:
+    """Bring the cache's finished videos in line with the database's metadata as it is
+    now (`listed`: video -> its item as a dict), for the videos `mine` accepts (a shard's):
+    a video no longer listed loses its part and crops; one whose label, original or
+    refusal changed is done again (its faces' labels depend on them); a new split or
+    method is written into its part. Returns how many videos were dropped, redone and
+    updated."""
+    counts = {"dropped": 0, "redone": 0, "updated": 0}
+    for p in _part_files(cache):
+        try:
+            part = json.loads(p.read_text())
+            old, video = part["item"], part["item"]["video"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged part: `_parts` removes it
+        if not mine(video):
+            continue
+        new = listed.get(video)
+        if new is None or any(old.get(k) != new[k] for k in ("label", "original", "refused")):
+            p.unlink()
+            shutil.rmtree(Path(cache) / "faces" / _safe(video), ignore_errors=True)
+            counts["dropped" if new is None else "redone"] += 1
+        elif any(old.get(k) != new[k] for k in FOLLOWED):
+            part["item"] = new
+            for row in part["rows"]:
+                row.update(split=new["split"], method=new["method"], ddbb=new["ddbb"])
+            atomic_write_bytes(p, json.dumps(part).encode())
+            counts["updated"] += 1
+    return counts
+
+
 def remove_leftovers(cache: Path) -> int:
-    """Delete the temporary files a killed run left (parts, crops); returns how many.
-    Only when no run writes into the cache: after all its videos (or shards) are done."""
-    n = 0
+    """Delete the temporary files a killed run left (parts, crops, index); returns how
+    many. Only under the cache's lock, which no other run then holds."""
+    cache = Path(cache)
+    found = list(cache.glob(f"{TMP_PREFIX}*")) if cache.is_dir() else []
     for sub in ("parts", "faces"):
-        folder = Path(cache) / sub
-        for p in folder.rglob(f"{TMP_PREFIX}*") if folder.is_dir() else []:
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
+        found += list((cache / sub).rglob(f"{TMP_PREFIX}*")) if (cache / sub).is_dir() else []
+    for p in found:
+        p.unlink(missing_ok=True)
+    return len(found)
 
 
 def video_row(part: dict) -> dict:
@@ -259,14 +279,21 @@ def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
     """Write index.parquet, videos.parquet and failures.csv from every finished video's
     part. Returns (rows, failures)."""
     cache = Path(cache)
-    if remove_leftovers(cache):
-        log.info("%s: removed the temporary files of an interrupted run", cache)
-    tmp_index = cache / f".{INDEX}.tmp"
-    tmp_fail = cache / f".{FAILURES}.tmp"
+    with locked(cache / LOCK, f"the cache {cache}"):
+        if remove_leftovers(cache):
+            log.info("%s: removed the temporary files of an interrupted run", cache)
+        with contextlib.ExitStack() as files:  # the three replaced once all are written
+            tmp_fail = files.enter_context(replaced(cache / FAILURES))
+            tmp_index = files.enter_context(replaced(cache / INDEX))
+            tmp_videos = files.enter_context(replaced(cache / VIDEOS))
+            return _write_index(cache, tmp_index, tmp_fail, tmp_videos, batch_rows)
+
+
+def _write_index(cache: Path, index: Path, failures: Path, videos: Path, batch_rows: int):
     n_rows = n_fail = 0
     buffer: list[dict] = []
-    videos: list[dict] = []
-    with pq.ParquetWriter(tmp_index, SCHEMA) as writer, tmp_fail.open("w", newline="") as ff:
+    listed: list[dict] = []
+    with pq.ParquetWriter(index, SCHEMA) as writer, failures.open("w", newline="") as ff:
         fails = csv.writer(ff)
         fails.writerow(["video", "frame", "reason"])
 
@@ -277,7 +304,7 @@ def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
 
         for part in _parts(cache):
             buffer.extend(_full(r) for r in part["rows"])
-            videos.append(video_row(part))
+            listed.append(video_row(part))
             n_rows += len(part["rows"])
             for f in part["failures"]:
                 fails.writerow([f["video"], "" if f["frame"] is None else f["frame"], f["reason"]])
@@ -285,11 +312,7 @@ def build_index(cache: str | Path, batch_rows: int = 20_000) -> tuple[int, int]:
             if len(buffer) >= batch_rows:
                 flush()
         flush()
-    tmp_videos = cache / f".{VIDEOS}.tmp"
-    pq.write_table(pa.Table.from_pylist(videos, schema=VIDEO_SCHEMA), tmp_videos)
-    os.replace(tmp_videos, cache / VIDEOS)
-    os.replace(tmp_index, cache / INDEX)
-    os.replace(tmp_fail, cache / FAILURES)
+    pq.write_table(pa.Table.from_pylist(listed, schema=VIDEO_SCHEMA), videos)
     return n_rows, n_fail
 
 
@@ -317,19 +340,20 @@ def merge_caches(out: str | Path, sources: list[str | Path]) -> tuple[int, int]:
     absent = [str(s) for s in map(Path, sources) if not s.is_dir()]
     if absent:  # a mistyped shard folder must not leave a silently partial cache
         raise DffrError(f"no such cache folder: {', '.join(absent)}")
-    for src in map(Path, sources):
-        theirs = read_settings(src)
-        if theirs is not None:  # shards of one cache share its settings
-            check_settings(
-                out, {k: v for k, v in theirs.items() if k in COMPARED}, theirs.get("root")
-            )
-        if src.resolve() == out.resolve():
-            continue
-        for sub in ("faces", "parts"):
-            if (src / sub).is_dir():
-                shutil.copytree(src / sub, out / sub, dirs_exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return build_index(out)
+    with locked(out / LOCK, f"the cache {out}"):
+        for src in map(Path, sources):
+            theirs = read_settings(src)
+            if theirs is not None:  # shards of one cache share its settings
+                check_settings(
+                    out, {k: v for k, v in theirs.items() if k in COMPARED}, theirs.get("root")
+                )
+            if src.resolve() == out.resolve():
+                continue
+            for sub in ("faces", "parts"):
+                if (src / sub).is_dir():
+                    shutil.copytree(src / sub, out / sub, dirs_exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        return build_index(out)
 
 
 def read_index(cache: str | Path, split: str | None = None) -> pd.DataFrame:

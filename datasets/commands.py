@@ -143,7 +143,8 @@ def preprocess_cmd(
     shard_t = _shard(shard)
     try:
         ds = get_dataset(ddbb, root, **options)
-        items = [it for it in ds.items() if split is None or it.split == split]
+        listed = ds.items()
+        items = [it for it in listed if split is None or it.split == split]
         click.echo(split_counts(ds.name, items), err=True)
         settings = Settings(
             frames,
@@ -154,7 +155,7 @@ def preprocess_cmd(
             faces=faces,
             diff_threshold=diff_threshold,
         )
-        s = preprocess(items, ds.root, out, settings, workers=workers, shard=shard_t, database=ds)
+        s = preprocess(items, ds.root, out, settings, workers, shard_t, database=ds, listed=listed)
     except DffrError as e:
         raise click.ClickException(str(e)) from None
     excluded = getattr(ds, "excluded", [])
@@ -164,6 +165,13 @@ def preprocess_cmd(
         + (f", {len(excluded)} video(s) excluded by the split protocol" if excluded else ""),
         err=True,
     )
+    if s.dropped or s.redone or s.updated:
+        click.echo(
+            f"the metadata changed since the cache was made: {s.dropped} cached video(s) no "
+            f"longer listed, dropped; {s.redone} relabelled, processed again; {s.updated} "
+            "moved to another split or method",
+            err=True,
+        )
     if s.index_rows is None:
         click.echo(
             f"shard {shard}: done; run `dffr merge-cache {out}` once all shards are", err=True

@@ -16,11 +16,14 @@ a fake video is a real face. `label_source` says which rule labelled each row.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing as mp
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -31,14 +34,18 @@ from tqdm import tqdm
 
 from dffr.datasets.base import DATASETS, Dataset, Item
 from dffr.datasets.cache import (
+    LOCK,
     atomic_write_bytes,
     build_index,
     check_settings,
     face_path,
+    follow_metadata,
     part_path,
 )
 from dffr.datasets.tracking import FaceTracker
 from dffr.datasets.video import VideoError, frame_indices, read_frames
+from dffr.errors import DffrError, disk_error
+from dffr.locks import locked
 from dffr.regions.crop import face_crop
 from dffr.regions.landmarks import get_backend
 from dffr.regions.masks import region_masks
@@ -72,6 +79,10 @@ class Summary:
     frames: int = 0
     failures: int = 0
     index_rows: int | None = None
+    # cached videos the metadata no longer lists / now labels otherwise / splits otherwise
+    dropped: int = 0
+    redone: int = 0
+    updated: int = 0
 
 
 def in_shard(video: str, shard: tuple[int, int]) -> bool:
@@ -117,7 +128,7 @@ def process_video(item: Item, root: Path, cache: Path, settings: Settings, backe
     why: list[str] = []  # why a fake's faces could not be compared with its original
 
     def fail(frame: int | None, reason: str) -> None:
-        failures.append({"video": item.video, "frame": frame, "reason": reason})
+        failures.append(_failure(item, reason, frame))
 
     path = item.path(root)
     every_face = settings.faces == "all"
@@ -187,16 +198,32 @@ def process_video(item: Item, root: Path, cache: Path, settings: Settings, backe
             fail(None, str(e))
         if compare:
             _label_by_difference(rows, settings.diff_threshold, "; ".join(dict.fromkeys(why)))
+    return write_part(cache, item, settings, rows, failures, sampled, no_face)
+
+
+def write_part(
+    cache: Path, item: Item, settings: Settings, rows=(), failures=(), sampled=(), no_face=()
+) -> dict:
+    """Commit one video's part (its rows, failures, sampled and faceless frames): once
+    it is on disk the video is done, and a later run skips it."""
     part = {
         "item": asdict(item),
         "settings": asdict(settings),
-        "rows": rows,
-        "failures": failures,
-        "sampled": sampled,
-        "no_face": no_face,
+        "rows": list(rows),
+        "failures": list(failures),
+        "sampled": list(sampled),
+        "no_face": list(no_face),
     }
     atomic_write_bytes(part_path(cache, item.video), json.dumps(part).encode())
     return part
+
+
+def _failure(item: Item, reason: str, frame: int | None = None) -> dict:
+    return {"video": item.video, "frame": frame, "reason": reason}
+
+
+def _len(part: dict) -> tuple[int, int]:
+    return len(part["rows"]), len(part["failures"])
 
 
 def _label_by_difference(rows: list[dict], threshold: float, note: str) -> None:
@@ -233,8 +260,17 @@ def _init_worker(settings: Settings) -> None:
 
 def _work(args) -> tuple[int, int]:
     item, root, cache, settings = args
-    part = process_video(item, root, cache, settings, _WORKER["backend"])
-    return len(part["rows"]), len(part["failures"])
+    try:
+        return _len(process_video(item, root, cache, settings, _WORKER["backend"]))
+    except DffrError as e:
+        reason = str(e)
+    except OSError as e:
+        if disk_error(e):  # the cache's disk, not this video: the run stops
+            raise
+        reason = f"{type(e).__name__} while processing: {e}"
+    except Exception as e:  # a library's own error on odd input: this video fails, not the run
+        reason = f"{type(e).__name__} while processing: {e}"
+    return _len(write_part(cache, item, settings, failures=[_failure(item, reason)]))
 
 
 def resolve_settings(settings: Settings, ddbb: str, database: Dataset | None) -> Settings:
@@ -256,11 +292,15 @@ def preprocess(
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
     database: Dataset | None = None,
+    listed: Iterable[Item] | None = None,
 ) -> Summary:
     """Process every item not yet in the cache; index the cache unless sharded.
 
     The settings (and `database`'s name and options) are recorded in the cache; adding
-    to a cache made otherwise raises CacheSettingsError naming the difference."""
+    to a cache made otherwise raises CacheSettingsError naming the difference. The
+    cache follows the metadata: `listed` (default: `items`) is every video the database
+    lists now; cached videos it no longer lists are dropped, and labels, splits and
+    methods are taken from it (see `follow_metadata`)."""
     root, cache = Path(root), Path(cache)
     items = list(items)
     ddbb = database.name if database is not None else (items[0].ddbb if items else "")
@@ -268,30 +308,87 @@ def preprocess(
     made = {"ddbb": ddbb, **asdict(settings)}
     if database is not None:  # without it, its options are unknown: not recorded
         made["options"] = database.options()
-    if items:
-        check_settings(cache, made, root)
-    mine = [it for it in items if in_shard(it.video, shard)]
-    todo = [it for it in mine if not part_path(cache, it.video).is_file()]
-    summary = Summary(videos=len(todo), skipped=len(mine) - len(todo))
-    bar = tqdm(total=len(todo), desc="preprocess", unit="video", disable=not progress)
-    jobs = [(it, root, cache, settings) for it in todo]
-    if workers > 1 and len(todo) > 1:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-            results = pool.imap_unordered(_work, jobs)
-            _consume(results, summary, bar)
-    else:
-        _init_worker(settings)
-        _consume(map(_work, jobs), summary, bar)
-    bar.close()
-    if shard[1] == 1:
-        summary.index_rows, _ = build_index(cache)
-    return summary
+    with _cache_lock(cache, shard):
+        if items:
+            check_settings(cache, made, root)
+        now = {it.video: json.loads(json.dumps(asdict(it))) for it in listed or items}
+        changed = (  # a listing of nothing is no reason to empty a cache
+            follow_metadata(cache, now, lambda video: in_shard(video, shard)) if now else {}
+        )
+        mine = [it for it in items if in_shard(it.video, shard)]
+        todo = [it for it in mine if not part_path(cache, it.video).is_file()]
+        summary = Summary(videos=len(todo), skipped=len(mine) - len(todo), **changed)
+        bar = tqdm(total=len(todo), desc="preprocess", unit="video", disable=not progress)
+        jobs = [(it, root, cache, settings) for it in todo]
+        if workers > 1 and len(todo) > 1:
+            _in_workers(jobs, workers, settings, lambda r: _count(r, summary, bar))
+        else:
+            _init_worker(settings)
+            for job in jobs:
+                _count(_work(job), summary, bar)
+        bar.close()
+        if shard[1] == 1:
+            summary.index_rows, _ = build_index(cache)
+        return summary
 
 
-def _consume(results, summary: Summary, bar) -> None:
-    for n_rows, n_fail in results:
-        summary.frames += n_rows
-        summary.failures += n_fail
-        bar.update(1)
-        bar.set_postfix(frames=summary.frames, failures=summary.failures)
+@contextlib.contextmanager
+def _cache_lock(cache: Path, shard: tuple[int, int]):
+    """A whole run holds its cache alone; shards of one cache share it, each holding its
+    own shard alone: two runs never process the same videos at once."""
+    with contextlib.ExitStack() as stack:
+        whole = shard[1] == 1
+        stack.enter_context(locked(cache / LOCK, f"the cache {cache}", shared=not whole))
+        if not whole:
+            i, n = shard
+            what = f"shard {i}/{n} of the cache {cache}"
+            stack.enter_context(locked(cache / f".dffr-shard-{i}-of-{n}.lock", what))
+        yield
+
+
+def _count(result: tuple[int, int], summary: Summary, bar) -> None:
+    n_rows, n_fail = result
+    summary.frames += n_rows
+    summary.failures += n_fail
+    bar.update(1)
+    bar.set_postfix(frames=summary.frames, failures=summary.failures)
+
+
+def _in_workers(jobs: list, workers: int, settings: Settings, done) -> None:
+    """The jobs across `workers` processes, never more in flight than workers, so that
+    when one dies (the OOM killer, a crash in a decoder) the videos it may have held are
+    known. Each of those is tried again alone; one whose worker dies again is recorded
+    as failed with that reason, and the others go on."""
+    queue = list(reversed(jobs))
+    while queue:
+        for job in _pool_pass(queue, workers, settings, done):
+            if _pool_pass([job], 1, settings, done):
+                item, _, cache, _ = job
+                reason = (
+                    "the worker process died while processing this video, twice (killed by "
+                    "the system, e.g. out of memory, or crashed in a decoder)"
+                )
+                done(_len(write_part(cache, item, settings, failures=[_failure(item, reason)])))
+
+
+def _pool_pass(queue: list, workers: int, settings: Settings, done) -> list:
+    """Run jobs from `queue` (popped from its end) until it is empty or a worker dies;
+    returns the jobs in flight when one died (none: all done)."""
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, ctx, _init_worker, (settings,)) as pool:
+        running: dict = {}
+        while queue or running:
+            while queue and len(running) < workers:
+                job = queue.pop()
+                running[pool.submit(_work, job)] = job
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            lost = []
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    done(future.result())
+                except BrokenProcessPool:
+                    lost.append(job)
+            if lost:
+                return lost + list(running.values())
+    return []

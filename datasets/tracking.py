@@ -7,9 +7,10 @@ first frame (or found later, when a full detection runs because a face was lost)
 track with a number of its own, so two people in one video are never mixed up. A lost
 face is searched for only by full detections, and only near where it was last seen,
 for `MAX_MISSES` sampled frames; then its track ends, and a face found later starts a
-new one. A stale box is never searched locally, so it cannot capture someone else
-(with one face tracked, the lost face is first searched near its last box, then the
-largest face of a full detection is taken).
+new one. A stale box is never searched locally, so it cannot capture someone else.
+With one face tracked, a lost face is searched near its last box, then among the faces
+of a full detection where it could have moved (`same_face`); when none is there, the
+largest face starts a new track: a switch to another person is never one track.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class FaceTracker:
         points = self.backend.landmarks(frame, [found[t][0] for t in order])
         return [(t, Face(found[t][0], p, found[t][1])) for t, p in zip(order, points, strict=True)]
 
+    def _new_track(self, box: np.ndarray) -> int:
+        track, self.next_track = self.next_track, self.next_track + 1
+        self.tracks[track], self.misses[track] = box, 0
+        return track
+
     def _confirmed(self, frame: np.ndarray, box: np.ndarray) -> bool:
         confirm = getattr(self.backend.detector, "confirmed", None)
         return confirm is None or confirm(frame, box)
@@ -93,9 +99,15 @@ class FaceTracker:
         faces.sort(key=lambda f: -(f[0][2] - f[0][0]))
         if not self.all_faces:
             if faces and not found:
-                found[0] = faces[0]
-                self.tracks.setdefault(0, faces[0][0])
-                self.misses.setdefault(0, 0)
+                lost = next(iter(self.tracks), None)
+                prior = self.tracks.get(lost)
+                again = [f for f in faces if prior is not None and same_face(prior, f[0])]
+                if again:  # the lost face, where it could be: its track goes on
+                    found[lost] = again[0]
+                    return
+                if lost is not None:  # someone else (or the face moved far): a new track
+                    del self.tracks[lost], self.misses[lost]
+                found[self._new_track(faces[0][0])] = faces[0]
             return
         # every face a track: a false detection (a patch of a shirt) would become one, so
         # all but the surest must be confirmed by the CNN detector as well
@@ -105,8 +117,7 @@ class FaceTracker:
         for face in faces:
             match = next((t for t in lost if same_face(self.tracks[t], face[0])), None)
             if match is None:
-                match, self.next_track = self.next_track, self.next_track + 1
-                self.tracks[match], self.misses[match] = face[0], 0
+                match = self._new_track(face[0])
             else:
                 lost.remove(match)
             found[match] = face

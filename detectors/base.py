@@ -153,6 +153,12 @@ class Detector(ABC):
     def load_weights(self, path: Path) -> None:
         """Read weights saved by `save`, or the seed system's released file."""
 
+    @classmethod
+    @abstractmethod
+    def file_problem(cls, path: Path) -> str | None:
+        """Why `path` is not a readable weights file of this kind (None: it is), without
+        building the network: an experiment checks every model it reuses this way."""
+
 
 DETECTORS: Registry[type[Detector]] = Registry("detector", "dffr.detectors.networks")
 
@@ -165,6 +171,17 @@ def model_path(models: Path, detector: str, ddbb: str, region: str) -> Path:
 
 def sidecar_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
+
+
+def checkpoint_path(weights: Path) -> Path:
+    """<models>/<DB>/checkpoints/<model>.ckpt<ext>: where a model's training resumes."""
+    weights = Path(weights)
+    return weights.parent / "checkpoints" / f"{weights.stem}.ckpt{weights.suffix}"
+
+
+def model_file_problem(detector: str, weights: Path) -> str | None:
+    """Why an existing model file cannot be reused (None: it is absent, or it reads)."""
+    return DETECTORS.get(detector).file_problem(weights) if Path(weights).is_file() else None
 
 
 def _sidecar_config(side: Path) -> DetectorConfig:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import warnings
+import zipfile
 from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -23,7 +26,13 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
-from dffr.detectors.imagenet import KERAS_FILES, WeightsFile, initialisation, resolve
+from dffr.detectors.imagenet import (
+    KERAS_FILES,
+    WeightsFile,
+    file_digest,
+    initialisation,
+    resolve,
+)
 from dffr.device import Device
 
 
@@ -39,6 +48,30 @@ def full_batches(batches, size: int):
             fill = size - len(y)
             x, y = np.concatenate([x, first[0][:fill]]), np.concatenate([y, first[1][:fill]])
         yield x, y
+
+
+def _complete_checkpoint(path: Path) -> dict | None:
+    """The state of a Keras checkpoint whose files are the ones its state names (None,
+    with a warning, for one cut off between two of its writes; None when absent)."""
+    state_file, best = path.with_suffix(".state.json"), path.with_suffix(".best.npz")
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(state_file.read_text())
+        files = meta["files"]
+        ok = file_digest(path) == files["model"] and (
+            files["best"] is None or (best.is_file() and file_digest(best) == files["best"])
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        warnings.warn(
+            f"{path}: checkpoint incomplete (a run was stopped while writing it); "
+            "training from the first epoch",
+            stacklevel=3,
+        )
+        return None
+    return meta
 
 
 class KerasDetector(Detector):
@@ -159,13 +192,13 @@ class KerasDetector(Detector):
         cfg = self.config
         state = {"epoch": 0, "best": -np.inf, "stale": 0}
         best_weights = None
-        if checkpoint is not None and checkpoint.is_file():
+        meta = _complete_checkpoint(checkpoint) if checkpoint is not None else None
+        if meta is not None:
             self.model = self.keras.models.load_model(checkpoint, safe_mode=True)
-            meta = json.loads(checkpoint.with_suffix(".state.json").read_text())
             state = meta["state"]
             log.rows.extend(meta["log"])
             best_file = checkpoint.with_suffix(".best.npz")
-            if best_file.is_file():
+            if meta["files"]["best"] is not None:
                 with np.load(best_file, allow_pickle=False) as f:
                     best_weights = [f[f"arr_{i}"] for i in range(len(f.files))]
         total_epochs = cfg.warmup_epochs + cfg.epochs
@@ -238,11 +271,28 @@ class KerasDetector(Detector):
             b.momentum = m
 
     def _checkpoint(self, path: Path, state: dict, log, best_weights) -> None:
+        """Three files (model, best weights, state) written to temporary names, moved into
+        place, the state last: it records the others' sha256, so a kill between two
+        moves leaves a checkpoint that `_complete_checkpoint` refuses, never a mix."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        if best_weights is not None:
-            np.savez(path.with_suffix(".best.npz"), *best_weights)
-        self.model.save(path)
-        path.with_suffix(".state.json").write_text(json.dumps({"state": state, "log": log.rows}))
+        best, state_file = path.with_suffix(".best.npz"), path.with_suffix(".state.json")
+        tmp = {f: f.with_name(f".tmp-{f.name}") for f in (path, best, state_file)}
+        try:
+            self.model.save(tmp[path])
+            files = {"model": file_digest(tmp[path]), "best": None}
+            if best_weights is not None:
+                with open(tmp[best], "wb") as f:  # a file object: savez adds no suffix
+                    np.savez(f, *best_weights)
+                files["best"] = file_digest(tmp[best])
+            tmp[state_file].write_text(
+                json.dumps({"state": state, "log": log.rows, "files": files})
+            )
+            for f in (path, best, state_file):
+                if tmp[f].exists():
+                    os.replace(tmp[f], f)
+        finally:
+            for t in tmp.values():
+                t.unlink(missing_ok=True)
 
     def save(self, path: Path) -> None:
         """The network without its optimizer state (a third of the size: Adam keeps two
@@ -250,6 +300,25 @@ class KerasDetector(Detector):
         path.parent.mkdir(parents=True, exist_ok=True)
         m = self.model  # the same layers in an uncompiled model: no optimizer to save
         self.keras.Model(m.input, m.output, name=m.name).save(path)
+
+    @classmethod
+    def file_problem(cls, path: Path) -> str | None:
+        try:
+            if Path(path).suffix == ".keras":  # a zip: every member's CRC is checked
+                with zipfile.ZipFile(path) as z:
+                    bad = z.testzip()
+                    if bad is not None:
+                        return f"{bad} inside the file is damaged"
+                    if "config.json" not in z.namelist():
+                        return "a zip without a Keras config.json"
+            else:
+                import h5py
+
+                with h5py.File(path, "r"):
+                    pass
+        except Exception as e:
+            return f"not a readable Keras model file ({e})"
+        return None
 
     def load_weights(self, path: Path) -> None:
         path = Path(path)

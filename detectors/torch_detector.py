@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm import tqdm
 
+from dffr.atomic import replaced
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
 from dffr.detectors.imagenet import WeightsFile, initialisation, resolve, torch_weights
 from dffr.device import Device
@@ -180,19 +181,17 @@ class TorchDetector(Detector):
             )
             state["epoch"] = epoch + 1
             if rank == 0 and checkpoint is not None:
-                checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                tmp = checkpoint.with_suffix(".tmp")
-                torch.save(
-                    {
-                        "model": self.model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "log": log.rows,
-                        "rng": torch.get_rng_state(),
-                        **state,
-                    },
-                    tmp,
-                )
-                os.replace(tmp, checkpoint)
+                with replaced(checkpoint) as tmp:
+                    torch.save(
+                        {
+                            "model": self.model.state_dict(),
+                            "optimizer": opt.state_dict(),
+                            "log": log.rows,
+                            "rng": torch.get_rng_state(),
+                            **state,
+                        },
+                        tmp,
+                    )
             if state["stale"] >= cfg.patience:
                 break
         if state["best_state"] is not None:
@@ -230,6 +229,16 @@ class TorchDetector(Detector):
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, path)
+
+    @classmethod
+    def file_problem(cls, path: Path) -> str | None:
+        try:  # mmap: the tensors' bytes are checked by the zip reader, not copied
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:
+            return f"not a loadable PyTorch weights file ({e})"
+        if not isinstance(state, dict) or not state:
+            return "not a state dict (a mapping of names to tensors)"
+        return None
 
     def load_weights(self, path: Path) -> None:
         try:

@@ -27,12 +27,14 @@ from dffr.detectors.base import (
     Detector,
     DetectorConfig,
     build_detector,
+    checkpoint_path,
     model_path,
     sidecar_path,
 )
 from dffr.detectors.data import RegionData
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import DffrError
+from dffr.locks import beside, locked
 
 LABELS = "score = P(fake); labels 1 = fake, 0 = real"
 
@@ -88,58 +90,69 @@ def train(
     if not config.ddbb:
         config.ddbb = str(train_data.rows["ddbb"].iloc[0])
     weights = model_path(out, config.detector, config.ddbb, config.region)
-    ckpt = weights.parent / "checkpoints" / f"{weights.stem}.ckpt{weights.suffix}"
-    begun = ckpt.with_name(f"{ckpt.stem}.json")  # what the checkpoint is trained on
-    run = {  # all but the epochs and patience, which a resumed run may change
-        "config": {k: v for k, v in config.to_dict().items() if k not in ("epochs", "patience")},
-        "data": train_data.fingerprint() + val_data.fingerprint(),
-    }
-    run = json.loads(json.dumps(_clean(run)))
-    was = json.loads(begun.read_text()) if resume and ckpt.is_file() and begun.is_file() else run
-    if not resume and rank == 0:
-        _remove_checkpoint(ckpt)
-        shutil.rmtree(weights.parent / "runs" / weights.stem, ignore_errors=True)
-    elif was != run:
-        changed = [k for k in run["config"] if was["config"].get(k) != run["config"][k]]
-        changed += ["the training data"] if was["data"] != run["data"] else []
-        raise DffrError(
-            f"{ckpt}: the checkpoint was trained with another {', '.join(changed)}; "
-            "train without --resume to start over"
-        )
-    if rank == 0:
-        begun.parent.mkdir(parents=True, exist_ok=True)
-        begun.write_text(json.dumps(run))
-    log = TrainingLog(
-        weights.with_suffix(".log.csv"), weights.parent / "runs" / weights.stem, enabled=rank == 0
+    # torchrun: rank 0 holds the model for all its ranks
+    held = (
+        locked(beside(weights), f"the model {weights}") if rank == 0 else contextlib.nullcontext()
     )
-    det = build_detector(config, device)
-    try:
-        det.fit(augmented(train_data, config), val_data, log, checkpoint=ckpt)
-    finally:
-        log.close()
-    if rank == 0:
-        meta = {
-            "config": config.to_dict(),
-            "detector": det.name,
-            "input_size": config.input_size,
-            "normalisation": det.normalisation,
-            "labels": LABELS,
-            "val_auc": det.val_auc,
-            "init": det.init,
-            "data": {
-                "cache": str(cache),
-                "train": _counts(train_data),
-                "val": _counts(val_data),
-                "fingerprint": train_data.fingerprint() + val_data.fingerprint(),
+    with held:
+        ckpt = checkpoint_path(weights)
+        begun = ckpt.with_name(f"{ckpt.stem}.json")  # what the checkpoint is trained on
+        run = {  # all but the epochs and patience, which a resumed run may change
+            "config": {
+                k: v for k, v in config.to_dict().items() if k not in ("epochs", "patience")
             },
-            "history": log.rows,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "dffr": __version__,
+            "data": train_data.fingerprint() + val_data.fingerprint(),
         }
-        save_model(det, weights, meta)
-        if not keep_checkpoint:
+        run = json.loads(json.dumps(_clean(run)))
+        was = (
+            json.loads(begun.read_text()) if resume and ckpt.is_file() and begun.is_file() else run
+        )
+        if not resume and rank == 0:
             _remove_checkpoint(ckpt)
-    return TrainResult(det, weights, det.val_auc, train_data, val_data)
+            shutil.rmtree(weights.parent / "runs" / weights.stem, ignore_errors=True)
+        elif was != run:
+            changed = [k for k in run["config"] if was["config"].get(k) != run["config"][k]]
+            changed += ["the training data"] if was["data"] != run["data"] else []
+            raise DffrError(
+                f"{ckpt}: the checkpoint was trained with another {', '.join(changed)}; "
+                "train without --resume to start over"
+            )
+        det = build_detector(config, device)  # a config it cannot take stops before any write
+        if rank == 0:
+            begun.parent.mkdir(parents=True, exist_ok=True)
+            begun.write_text(json.dumps(run))
+        log = TrainingLog(
+            weights.with_suffix(".log.csv"),
+            weights.parent / "runs" / weights.stem,
+            enabled=rank == 0,
+        )
+        try:
+            det.fit(augmented(train_data, config), val_data, log, checkpoint=ckpt)
+        finally:
+            log.close()
+        if rank == 0:
+            meta = {
+                "config": config.to_dict(),
+                "detector": det.name,
+                "input_size": config.input_size,
+                "normalisation": det.normalisation,
+                "labels": LABELS,
+                "val_auc": det.val_auc,
+                "init": det.init,
+                "data": {
+                    "cache": str(cache),
+                    "train": _counts(train_data),
+                    "val": _counts(val_data),
+                    "fingerprint": train_data.fingerprint() + val_data.fingerprint(),
+                },
+                "history": log.rows,
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "dffr": __version__,
+            }
+            save_model(det, weights, meta)
+            if not keep_checkpoint:
+                _remove_checkpoint(ckpt)
+        return TrainResult(det, weights, det.val_auc, train_data, val_data)
 
 
 def save_model(det: Detector, weights: Path, meta: dict) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from dffr.clickutil import Commands
 from dffr.datasets.commands import merge_cache_cmd, preprocess_cmd, regions_cmd
 from dffr.detectors.commands import train_cmd
 from dffr.detectors.weights_commands import weights_cmd
@@ -19,7 +20,7 @@ from dffr.fusion.commands import fuse_cmd
 from dffr.regions.commands import landmarks, segment
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--device",
     default=None,

@@ -4,7 +4,27 @@ from __future__ import annotations
 
 import click
 
+from dffr.errors import DffrError, disk_error
 from dffr.registry import Registry
+
+
+class Commands(click.Group):
+    """The `dffr` group: a disk that is full or read-only, or a DffrError a command did
+    not catch, ends the command with its message and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DffrError as e:
+            raise click.ClickException(str(e)) from None
+        except OSError as e:
+            said = disk_error(e)
+            if said is None:
+                raise
+            raise click.ClickException(
+                f"{said}. What was finished before is kept and complete; free some space "
+                "(or write elsewhere) and run the command again to go on"
+            ) from None
 
 
 class RegistryChoice(click.ParamType):

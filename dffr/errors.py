@@ -27,3 +27,17 @@ class MissingWeightsError(DffrError):
 
 class DeviceError(DffrError):
     """The requested compute device is not available."""
+
+
+def disk_error(e: OSError) -> str | None:
+    """What a failed write says of its disk (None: not a disk full or read-only error).
+    A run stops on these (every file written before is complete), where an input it
+    cannot read only fails that input."""
+    import errno
+
+    reason = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "the file system is read-only",
+    }.get(e.errno)
+    return reason and f"cannot write {e.filename or 'a file'}: {reason}"

@@ -103,6 +103,8 @@ def score_cmd(
             "released model there)",
             err=True,
         )
+    for det, region in rep.rescored:
+        click.echo(f"{det} {region}: its model file changed since it was scored; scored again")
     click.echo(
         f"{out}: scored {len(rep.scored)} model(s), {len(rep.skipped)} already there, "
         f"{len(rep.missing)} missing; {rep.rows} row(s)",

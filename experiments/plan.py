@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from dffr.datasets.cache import INDEX, VIDEOS, read_settings, read_videos
-from dffr.detectors.base import DETECTORS, DetectorConfig
+from dffr.detectors.base import DETECTORS, DetectorConfig, checkpoint_path, model_file_problem
 from dffr.detectors.imagenet import WeightsFile, fetch_hint, reachable
 from dffr.errors import DffrError
 from dffr.experiments.spec import Experiment
@@ -224,7 +224,8 @@ def plan(exp: Experiment, fetchable=reachable) -> Plan:
     todo, files = 0, {}
     groups: dict[tuple[str, str, str, str], list[str]] = {}  # a line per model group
     for ddbb, det, region, path in exp.model_files():
-        if path.is_file():
+        problem = model_file_problem(det, path)
+        if path.is_file() and problem is None:
             groups.setdefault((ddbb, det, "trained", ""), []).append(region)
             continue
         todo += 1
@@ -234,8 +235,9 @@ def plan(exp: Experiment, fetchable=reachable) -> Plan:
         if spec is not None and config.pretrained and not config.imagenet:
             files[spec.name] = start
             start = f"ImageNet {spec.name}"
-        ckpt = path.parent / "checkpoints" / f"{path.stem}.ckpt{path.suffix}"
-        state = "to resume from its checkpoint" if ckpt.is_file() else "to train"
+        state = "to resume from its checkpoint" if checkpoint_path(path).is_file() else "to train"
+        if problem:
+            state = f"unreadable ({problem}), {state} again"
         groups.setdefault((ddbb, det, state, start), []).append(region)
         if error and error not in p.errors:
             p.errors.append(error)

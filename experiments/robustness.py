@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,12 +28,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dffr.atomic import replaced
 from dffr.datasets.cache import read_index
 from dffr.detectors.base import DETECTORS, Detector, load_detector, model_path
 from dffr.errors import DffrError
 from dffr.experiments.metrics import evaluate
 from dffr.experiments.plots import save_figure
-from dffr.experiments.scoring import FACE_KEY, SCORE_COLUMNS, predict_frames, read_scores
+from dffr.experiments.scoring import (
+    FACE_KEY,
+    SCORE_COLUMNS,
+    model_id,
+    predict_frames,
+    read_scores,
+)
 from dffr.fusion.fuse import fuse
 from dffr.fusion.rules import FusionError
 from dffr.perturbations import (
@@ -100,10 +106,8 @@ def _fused(scores: pd.DataFrame, val: pd.DataFrame, spec: dict, source: Path) ->
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with replaced(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def robustness(
@@ -186,7 +190,7 @@ def robustness(
                     progress=progress,
                     desc=f"{name} {level:g}",
                 )
-            new = _rows(rows, values, name, level, test_ddbb, tta)
+            new = _rows(rows, values, name, level, test_ddbb, tta, cache, models)
             previous = pd.concat([previous, new], ignore_index=True) if len(previous) else new
             _write(previous.astype({"label": np.int64, "frame": np.int64}), path)
             report.scored.append((name, level))
@@ -267,13 +271,19 @@ def _mismatch(reference: dict, rows: pd.DataFrame, test: pd.DataFrame) -> float:
     return worst
 
 
-def _rows(rows, values: dict, name: str, level: float, test_ddbb: str, tta: str):
+def _rows(rows, values: dict, name: str, level: float, test_ddbb: str, tta: str, cache, models):
     """Perturbed scores in the layout of perturbed.parquet."""
     base = rows[[*FACE_KEY, "label", "video_label", "split", "method"]].assign(
-        perturbation=name, level=level, test_ddbb=test_ddbb, tta=tta
+        perturbation=name, level=level, test_ddbb=test_ddbb, tta=tta, cache=str(cache.resolve())
     )
     parts = [
-        base.assign(train_ddbb=train_ddbb, detector=det, region=region, score=v)
+        base.assign(
+            train_ddbb=train_ddbb,
+            detector=det,
+            region=region,
+            score=v,
+            model=model_id(model_path(models, det, train_ddbb, region)),
+        )
         for (train_ddbb, det, region), v in values.items()
     ]
     return pd.concat(parts, ignore_index=True)[COLUMNS]

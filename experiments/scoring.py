@@ -4,7 +4,10 @@ All models are loaded once; each frame's crop is read once and cut into the regi
 models need, and each region's batch goes through its model. The result is one row per
 (frame, face, detector, region): video, frame, track (which face of the video), label
 (the face's), video_label, split, method, test_ddbb, train_ddbb, detector, region,
-score = P(fake), tta. Re-running skips combinations already in the file.
+score = P(fake), tta, cache (the cache's path) and model (its file's sha256 prefix).
+Re-running skips combinations already in the file, unless their model file has changed
+since (a model trained again is scored again). A file names each database after one
+cache only: a second cache of the same name must be given another with `test_ddbb`.
 
 Every sampled frame of the split has rows: a frame in which no face was found gets one
 row per model with track -1 and score NaN, so no test video disappears from the tables
@@ -19,7 +22,6 @@ with and without TTA.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -30,10 +32,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from dffr.atomic import replaced
 from dffr.datasets.cache import read_index, read_videos
 from dffr.detectors.base import PAPER_DETECTORS, Detector, load_detector, model_path
+from dffr.detectors.imagenet import file_digest
 from dffr.errors import DffrError
 from dffr.images import read_image
+from dffr.locks import beside, locked
 from dffr.perturbations import hflip, perturb
 from dffr.regions.masks import REGIONS, cut_regions
 from dffr.tables import read_table, with_face_columns
@@ -52,6 +57,8 @@ SCORE_COLUMNS = [
     "region",
     "score",
     "tta",
+    "cache",
+    "model",
 ]
 KEY = ["test_ddbb", "train_ddbb", "detector", "region", "split"]
 FACE_KEY = ["video", "frame", "track"]  # one face in one frame
@@ -62,6 +69,8 @@ NO_FACE_TRACK = -1
 class ScoreReport:
     scored: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # already in the file
+    # in the file, but scored by an earlier model file: scored again, the old rows dropped
+    rescored: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # models not found
     rows: int = 0
 
@@ -150,10 +159,18 @@ def read_scores(path: Path) -> pd.DataFrame:
     needs = ("video", "frame", "label", "split", "test_ddbb", "train_ddbb")
     needs += ("detector", "region", "score")
     df = read_table(path, needs, "scores file", "give a file written by `dffr score`")
-    if "tta" not in df:
-        df["tta"] = ""
-    df["tta"] = df["tta"].fillna("")
+    for column in ("tta", "cache", "model"):  # older files: no TTA, sources not recorded
+        if column not in df:
+            df[column] = ""
+        df[column] = df[column].fillna("")
     return with_face_columns(df)
+
+
+def model_id(weights: Path) -> str:
+    """What a score row records of its model: the file's sha256 (first 16 hex digits),
+    so that scores are traced to the file that made them and a model trained again is
+    scored again."""
+    return file_digest(weights)[:16]
 
 
 def faceless_rows(videos: pd.DataFrame) -> pd.DataFrame:
@@ -212,59 +229,82 @@ def score(
     if index.empty and faceless.empty:
         raise DffrError(f"{cache}: no video in split {split!r} to score")
     test_ddbb = test_ddbb or str(videos["ddbb"].iloc[0])
-    if out.is_file() and "track" not in pq.read_schema(out).names:
-        raise DffrError(
-            f"{out} was written by an older dffr, without rows for the frames that have no "
-            "face: score into a new file, so that every model's rows count them alike"
+    with locked(beside(out), f"the scores file {out}"):
+        if out.is_file() and "track" not in pq.read_schema(out).names:
+            raise DffrError(
+                f"{out} was written by an older dffr, without rows for the frames that have no "
+                "face: score into a new file, so that every model's rows count them alike"
+            )
+        previous = read_scores(out) if out.is_file() else pd.DataFrame(columns=SCORE_COLUMNS)
+        held = set(previous["tta"])
+        if held and held != {label}:
+            raise DffrError(
+                f"{out} holds scores {' and '.join(map(_described, sorted(held)))}; these would "
+                f"be {_described(label)}: write them to another file, so no table mixes the two"
+            )
+        source = str(cache.resolve())
+        others = set(previous.loc[previous["test_ddbb"] == test_ddbb, "cache"]) - {"", source}
+        if others:
+            raise DffrError(
+                f"{out} holds scores of {test_ddbb!r} made from the cache {sorted(others)[0]}, "
+                f"and {cache} is another cache: name its database with --test-ddbb NAME (or "
+                "score into another file), so that the two are not taken for one"
+            )
+        done = previous.drop_duplicates(KEY).set_index(KEY)["model"].to_dict()
+        report = ScoreReport()
+        loaded: dict[tuple[str, str], tuple[Detector, str]] = {}
+        stale = []
+        for det in detectors:
+            for region in regions:
+                key = (test_ddbb, train_ddbb, det, region, split)
+                path = model_path(models, det, train_ddbb, region)
+                if key in done and (not path.is_file() or done[key] in ("", model_id(path))):
+                    report.skipped.append((det, region))
+                    continue
+                if not path.is_file():
+                    report.missing.append(str(path))
+                    continue
+                if key in done:  # scored by a model since trained again: its rows go
+                    stale.append(key)
+                loaded[(det, region)] = (load_detector(path, device), region)
+        if stale:
+            gone = previous.set_index(KEY).index.isin(stale)
+            previous = previous[~gone].reset_index(drop=True)
+            report.rescored = [k[2:4] for k in stale]
+        if not loaded:
+            return report
+        scores = (
+            predict_frames(
+                cache,
+                index,
+                loaded,
+                batch,
+                tta,
+                progress=progress,
+                desc=f"score {test_ddbb} {split}",
+            )
+            if len(index)
+            else {k: np.zeros(0) for k in loaded}
         )
-    previous = read_scores(out) if out.is_file() else pd.DataFrame(columns=SCORE_COLUMNS)
-    held = set(previous["tta"])
-    if held and held != {label}:
-        raise DffrError(
-            f"{out} holds scores {' and '.join(map(_described, sorted(held)))}; these would "
-            f"be {_described(label)}: write them to another file, so no table mixes the two"
+        columns = [*FACE_KEY, "label", "video_label", "split", "method"]
+        base = pd.concat([index[columns], faceless], ignore_index=True)
+        base["test_ddbb"], base["train_ddbb"] = test_ddbb, train_ddbb
+        nan = np.full(len(faceless), np.nan)
+        new = []
+        for (det, region), values in scores.items():
+            frame = base.copy()
+            frame["detector"], frame["region"] = det, region
+            frame["score"], frame["tta"] = np.concatenate([values, nan]), label
+            frame["cache"] = source
+            frame["model"] = model_id(model_path(models, det, train_ddbb, region))
+            new.append(frame)
+            report.scored.append((det, region))
+        merged = pd.concat([previous, *new] if len(previous) else new, ignore_index=True)
+        merged = merged[SCORE_COLUMNS]
+        merged = merged.astype(
+            {"label": np.int64, "video_label": np.int64, "frame": np.int64, "track": np.int64}
         )
-    done = set(map(tuple, previous[KEY].drop_duplicates().to_numpy())) if len(previous) else set()
-    report = ScoreReport()
-    loaded: dict[tuple[str, str], tuple[Detector, str]] = {}
-    for det in detectors:
-        for region in regions:
-            if (test_ddbb, train_ddbb, det, region, split) in done:
-                report.skipped.append((det, region))
-                continue
-            path = model_path(models, det, train_ddbb, region)
-            if not path.is_file():
-                report.missing.append(str(path))
-                continue
-            loaded[(det, region)] = (load_detector(path, device), region)
-    if not loaded:
+        with replaced(out) as tmp:
+            merged.to_parquet(tmp, index=False)
+        report.rows = len(merged)
         return report
-    scores = (
-        predict_frames(
-            cache, index, loaded, batch, tta, progress=progress, desc=f"score {test_ddbb} {split}"
-        )
-        if len(index)
-        else {k: np.zeros(0) for k in loaded}
-    )
-    columns = [*FACE_KEY, "label", "video_label", "split", "method"]
-    base = pd.concat([index[columns], faceless], ignore_index=True)
-    base["test_ddbb"], base["train_ddbb"] = test_ddbb, train_ddbb
-    nan = np.full(len(faceless), np.nan)
-    new = []
-    for (det, region), values in scores.items():
-        frame = base.copy()
-        frame["detector"], frame["region"] = det, region
-        frame["score"], frame["tta"] = np.concatenate([values, nan]), label
-        new.append(frame)
-        report.scored.append((det, region))
-    merged = pd.concat([previous, *new] if len(previous) else new, ignore_index=True)
-    merged = merged[SCORE_COLUMNS]
-    merged = merged.astype(
-        {"label": np.int64, "video_label": np.int64, "frame": np.int64, "track": np.int64}
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    merged.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
-    report.rows = len(merged)
-    return report

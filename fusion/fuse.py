@@ -27,7 +27,9 @@ from dffr.tables import with_face_columns
 log = logging.getLogger(__name__)
 
 # a fused row is keyed as a score row, less what fusion combines or replaces
-ROW = [c for c in SCORE_COLUMNS if c not in ("detector", "region", "score", "tta")]
+ROW = [
+    c for c in SCORE_COLUMNS if c not in ("detector", "region", "score", "tta", "cache", "model")
+]
 PARTS = ("eyes", "nose", "mouth", "rest")
 OVER = ("regions", "detectors", "both")
 

@@ -6,8 +6,9 @@ faces down to about `min_face / 2` px can be found (and then reported as too sma
 rather than as missing). The score threshold is below dlib's default 0 for recall;
 a detection scoring below 0 is kept only if dlib's CNN face detector (MMOD) confirms it
 on a small window around the box, which costs ~0.2 s and only for such doubtful boxes.
-Tight face crops, where the detector lacks context around the
-face, are retried once with a replicated border.
+Tight face crops (about square), where the detector lacks context around the face, are
+retried once with a replicated border. An image too narrow to hold a face once resized
+(a 65535x10 strip) has none, and is not resized to nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dffr.regions.dlib_models import MMOD_CNN, dlib_model_file
 
 HOG_WINDOW = 80
 CNN_FACE = 90  # face side the MMOD check resizes to
+MIN_SIDE = 16  # px after resizing: a shorter side holds no face HOG can see
+MAX_CROP_ASPECT = 2.0  # a tight face crop, retried with a border, is about square
 
 
 class HogFaceDetector:
@@ -58,6 +61,8 @@ class HogFaceDetector:
         self, image: np.ndarray, s: float, confirm: bool = True
     ) -> list[tuple[np.ndarray, float]]:
         """Detect on `image` resized by `s`; boxes come back in `image` pixels."""
+        if min(image.shape[:2]) * s < MIN_SIDE:  # (a 65535x10 strip): no room for a face
+            return []
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
         small = image if s == 1 else cv2.resize(image, None, fx=s, fy=s, interpolation=interp)
         rects, scores, _ = self._detector.run(np.ascontiguousarray(small), 0, self.threshold)
@@ -98,11 +103,11 @@ class HogFaceDetector:
 
     def __call__(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
         found = self._run(image, self.scale_for(image.shape))
-        if found:
+        h, w = image.shape[:2]
+        if found or max(h, w) > MAX_CROP_ASPECT * min(h, w):  # not a tight crop of a face
             return found
         pad = int(0.3 * max(image.shape[:2]))
         padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        h, w = image.shape[:2]
         out = []
         for box, score in self._run(padded, self.scale_for(padded.shape)):
             box = box - pad

@@ -1,6 +1,6 @@
 """The experiment runner on a tiny cache: tables with the expected rows and columns,
-ROC plots, a second run that reuses every model and score, and a model cut off by a
-killed run resumed from its checkpoint."""
+ROC plots, a second run that reuses every model and score, and a model file cut off by
+a killed run set aside and trained again from its checkpoint."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def test_experiment_resumes_a_model_a_killed_run_cut_off(cache, tmp_path):
         models,
         keep_checkpoint=True,
     )
-    first.weights.unlink()  # killed after its first epoch: a checkpoint, no model
+    # killed while writing the model: a truncated file, its checkpoint intact beside it
+    first.weights.write_bytes(first.weights.read_bytes()[:1000])
     ckpt = models / "A" / "checkpoints" / "DSP-FWA_A_eyes.ckpt.pt"
     state = torch.load(ckpt, weights_only=True)
     state["log"][0]["train_loss"] = 123.0  # marks the epoch the killed run did
@@ -98,8 +99,13 @@ def test_experiment_resumes_a_model_a_killed_run_cut_off(cache, tmp_path):
     }
     path = tmp_path / "cut.yaml"
     path.write_text(yaml.safe_dump(spec))
-    r = CliRunner().invoke(main, ["experiment", str(path), "--out", str(tmp_path / "out")])
+    with pytest.warns(UserWarning) as said:
+        r = CliRunner().invoke(main, ["experiment", str(path), "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
+    note = " ".join(str(w.message) for w in said)
+    assert f"{first.weights}: does not load (not a loadable PyTorch weights file" in note
+    assert "moved to DSP-FWA_A_eyes.pt.unreadable and trained again from its checkpoint" in note
+    assert (models / "A" / "DSP-FWA_A_eyes.pt.unreadable").stat().st_size == 1000
     log = pd.read_csv(first.weights.with_suffix(".log.csv"))
     assert list(log["epoch"]) == [1, 2] and log["train_loss"][0] == 123.0
     assert first.weights.is_file() and not ckpt.parent.exists()

@@ -256,7 +256,9 @@ def test_numeric_options_out_of_range_are_refused(cache, tmp_path):
     for option, value in (("--epochs", "0"), ("--batch", "0"), ("--lr", "-1")):
         r = CliRunner().invoke(main, [*base, option, value, "--out", str(tmp_path)])
         assert r.exit_code == 2 and option in r.output
-    r = CliRunner().invoke(main, [*base, "--input-size", "16", "--from-scratch"])
+    r = CliRunner().invoke(
+        main, [*base, "--input-size", "16", "--from-scratch", "--out", str(tmp_path)]
+    )
     assert r.exit_code == 1 and "DSP-FWA needs an input of at least 32x32 px, not 16" in r.output
     with pytest.raises(InputSizeError, match="Xception needs an input of at least 71x71"):
         build_detector(DetectorConfig("Xception", input_size=64, pretrained=False), "cpu")
