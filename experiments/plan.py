@@ -253,10 +253,10 @@ def plan(exp: Experiment, fetchable=reachable) -> Plan:
         tests = ", ".join(exp.test) + (f"; val of {train_ddbb} (fusion)" if exp.needs_val() else "")
         p.lines.append(f"  models of {train_ddbb} on the test split of {tests}")
     p.lines.append("fusion")
-    from dffr.fusion.rules import FunctionRule, load_rule
+    from dffr.fusion.rules import load_rule
 
     for f in exp.fusion:
-        learned = not isinstance(load_rule(f.rule), FunctionRule)
+        learned = load_rule(f.rule).learns
         fitted = " (fitted on the val scores of each model's training database)"
         subset = "+".join(f.subset) if f.subset else "default inputs"
         p.lines.append(

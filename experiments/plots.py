@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from dffr.fusion.fuse import is_fused
+
 
 def _pyplot():
     import matplotlib
@@ -25,18 +27,21 @@ def roc_figure(scores: pd.DataFrame, path: Path, title: str) -> Path:
     plot of every (detector, region) would not."""
     plt = _pyplot()
     scores = scores[scores["score"].notna()]  # frames without a face: counted in the tables
-    detectors = sorted(scores["detector"].unique(), key=lambda d: ("(" in d, d))
+    fused = is_fused(scores)
+    fused_names = set(scores.loc[fused, "detector"]) - set(scores.loc[~fused, "detector"])
+    detectors = sorted(scores["detector"].unique(), key=lambda d: (d in fused_names, d))
     cols = min(len(detectors), 2)
     rows = -(-len(detectors) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.4 * rows), squeeze=False)
     for ax, det in zip(axes.flat, detectors, strict=False):
         for region, g in sorted(scores[scores["detector"] == det].groupby("region")):
+            thick = bool(is_fused(g).any())
             if g["label"].nunique() < 2:
                 continue
             fpr, tpr, _ = roc_curve(g["label"], g["score"])
             auc = 100 * roc_auc_score(g["label"], g["score"])
             name = "" if region == det else f"{region} "
-            ax.plot(fpr, tpr, lw=2.0 if "(" in region else 1.1, label=f"{name}(AUC {auc:.1f})")
+            ax.plot(fpr, tpr, lw=2.0 if thick else 1.1, label=f"{name}(AUC {auc:.1f})")
         ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=0.8)
         ax.set(title=det, xlim=(0, 1), ylim=(0, 1.01))
         ax.set_xlabel("false positive rate")

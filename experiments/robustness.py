@@ -307,6 +307,8 @@ def _tables(
             level="video" if video_level else "frame",
             n_bootstrap=bootstrap,
         )
+        made = {tuple(k) for f in fused for k in f[MODEL].drop_duplicates().to_numpy()}
+        table = table.assign(fused=[tuple(k) in made for k in table[MODEL].to_numpy()])
         results.append(table.assign(perturbation=name, level=level))
     written: dict[str, Path] = {}
     if not results:
@@ -352,7 +354,7 @@ def level_figure(table: pd.DataFrame, path: Path, title: str, xlabel: str) -> Pa
     for (train_ddbb, det, region), g in table.groupby(MODEL):
         g = g.sort_values("level")
         name = det if det == region else f"{det} / {region}"
-        fused = "(" in det or "(" in region
+        fused = bool(g["fused"].any())
         ax.plot(
             g["level"],
             100 * g["auc"],

@@ -75,7 +75,8 @@ def _fusion(values: tuple[str, ...], subset: str | None, norm: str) -> list[dict
 @click.option(
     "--fusion",
     multiple=True,
-    help="OVER:RULE fused results to follow too (repeatable), e.g. regions:mean; "
+    help="OVER:RULE fused results to follow too (repeatable), e.g. regions:mean or "
+    "regions:logistic:C=0.5; "
     "learned rules are fitted on the scores file's unperturbed val rows",
 )
 @click.option("--subset", default=None, help="comma list of the fused inputs (as `dffr fuse`)")

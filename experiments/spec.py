@@ -90,9 +90,23 @@ class Training(_Strict):
 
 class Fusion(_Strict):
     over: Literal["regions", "detectors", "both"] = "regions"
+    # a rule spec (`logistic`, `logistic:C=0.5`, `rules.py:fn`) or {name: ..., its params}
     rule: str = "mean"
     subset: list[str] | None = None
     norm: Literal["none", "minmax", "zscore"] = "none"
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _rule_mapping(cls, v):
+        if isinstance(v, dict):
+            from dffr.fusion.rules import rule_spec
+
+            params = dict(v)
+            name = params.pop("name", None)
+            if not isinstance(name, str):
+                raise ValueError("a rule given as a mapping needs its `name`")
+            return rule_spec(name, params)
+        return v
 
 
 class Cache(BaseModel):
@@ -187,12 +201,11 @@ class Experiment(_Strict):
         return {} if isinstance(c, str) else c.options
 
     def needs_val(self) -> bool:
-        """Whether any fusion learns (a rule or a normalisation fitted on val scores)."""
-        from dffr.fusion.rules import FunctionRule, load_rule
+        """Whether any fusion learns (a rule or a normalisation fitted on val scores),
+        as the rules themselves say."""
+        from dffr.fusion.rules import load_rule
 
-        return any(
-            f.norm != "none" or not isinstance(load_rule(f.rule), FunctionRule) for f in self.fusion
-        )
+        return any(f.norm != "none" or load_rule(f.rule).learns for f in self.fusion)
 
     @classmethod
     def load(cls, path: str | Path) -> Experiment:

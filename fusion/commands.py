@@ -18,7 +18,8 @@ from dffr.fusion.rules import FUSION
     "--rule",
     default="mean",
     show_default=True,
-    help=f"{', '.join(FUSION.names())}, or path/to/rules.py:function",
+    help=f"{', '.join(FUSION.names())}, or path/to/rules.py:ATTR (a function or an "
+    "estimator); hyper-parameters after a colon: logistic:C=0.5,max_iter=200",
 )
 @click.option(
     "--subset",

@@ -5,7 +5,8 @@ normalised if asked (min-max or z-score, fitted on the validation split), and fu
 rule (fitted on the validation split when it learns). Fused rows have the layout of
 score rows, with the fused inputs named in `detector` / `region`, so tables and
 metrics treat them like any other score; `inputs` lists the (detector/region) scores
-that went into each.
+that went into each, `rule`, `over` and `norm` how they were fused (nothing needs to
+parse the `mean(eyes+mouth)` labels).
 
 What learns is fitted on the validation rows of the models' own training database
 only (test_ddbb == train_ddbb), whatever else the scores file holds: a scores file may
@@ -19,9 +20,11 @@ import logging
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from dffr.experiments.scoring import SCORE_COLUMNS
-from dffr.fusion.rules import FunctionRule, FusionError, checked, load_rule
+from dffr.fusion.rules import FusionError, Rule, checked, load_rule
 from dffr.tables import with_face_columns
 
 log = logging.getLogger(__name__)
@@ -32,29 +35,13 @@ ROW = [
 ]
 PARTS = ("eyes", "nose", "mouth", "rest")
 OVER = ("regions", "detectors", "both")
+# what a fused row says of itself: its inputs ("detector/region" + ...), the rule spec,
+# what it fused over and the normalisation
+FUSED = ["inputs", "rule", "over", "norm"]
 
 
-class Normaliser:
-    """Per-column min-max or z-score, fitted on validation scores only."""
-
-    def __init__(self, kind: str = "none") -> None:
-        if kind not in ("none", "minmax", "zscore"):
-            raise FusionError(f"unknown normalisation {kind!r}: use none, minmax or zscore")
-        self.kind = kind
-
-    def fit(self, scores: pd.DataFrame) -> Normaliser:
-        if self.kind == "minmax":
-            self.shift = scores.min()
-            self.scale = (scores.max() - self.shift).replace(0, 1.0)
-        elif self.kind == "zscore":
-            self.shift = scores.mean()
-            self.scale = scores.std(ddof=0).replace(0, 1.0)
-        return self
-
-    def __call__(self, scores: pd.DataFrame) -> pd.DataFrame:
-        if self.kind == "none":
-            return scores
-        return (scores - self.shift[scores.columns]) / self.scale[scores.columns]
+# normalisations, fitted on the validation scores like any learned step
+SCALERS = {"none": None, "minmax": MinMaxScaler, "zscore": StandardScaler}
 
 
 def side_by_side(scores: pd.DataFrame, over: str, subset=None) -> tuple[pd.DataFrame, list[str]]:
@@ -99,8 +86,10 @@ def fuse(
     What learns (the rule, the normalisation) is fitted on the `fit_split` rows of the
     same models (same training database, detector or region) scored on that training
     database itself, never on test rows nor on another database's rows."""
+    if norm not in SCALERS:
+        raise FusionError(f"unknown normalisation {norm!r}: use {', '.join(SCALERS)}")
     wide, keep = side_by_side(scores, over, subset)
-    fn = load_rule(rule)
+    rule_ = load_rule(rule)
     # a rule is fitted per model set: the val scores of the models' own training database
     tables = [t for _, t in wide.groupby(level=["train_ddbb", *keep])]
     out = []
@@ -110,7 +99,7 @@ def fuse(
         idx = table.index
         own = idx.get_level_values("test_ddbb") == idx.get_level_values("train_ddbb")
         fit_rows = table[own & (idx.get_level_values("split") == fit_split)]
-        learns = not isinstance(fn, FunctionRule) or norm != "none"
+        learns = rule_.learns or norm != "none"
         if learns and (fit_rows.empty or fit_rows.index.get_level_values("label").nunique() < 2):
             train_ddbb = idx.get_level_values("train_ddbb")[0] if len(idx) else "?"
             others = sorted(
@@ -130,20 +119,13 @@ def fuse(
                 f"none with both labels{also}: run `dffr score --cache <{train_ddbb} cache> "
                 f"--train-ddbb {train_ddbb} --split {fit_split}` into the same scores file"
             )
-        normaliser = Normaliser(norm).fit(fit_rows) if learns else Normaliser("none")
-        if not isinstance(fn, FunctionRule):
-            labels = fit_rows.index.get_level_values("label").to_numpy()
-            try:
-                fn.fit(normaliser(fit_rows), labels)
-            except Exception as e:
-                msg = f"fusion rule {rule!r} could not be fitted: {type(e).__name__}: {e}"
-                raise FusionError(msg) from None
-        fused = checked(fn(normaliser(table)), table, rule)
-        name = f"{rule.rsplit(':', 1)[-1]}({'+'.join(map(str, table.columns))})"
+        fused = checked(_apply(rule_, SCALERS[norm], table, fit_rows), table, rule)
+        name = f"{rule_.name}({'+'.join(map(str, table.columns))})"
         frame = both.index.to_frame(index=False)
         frame["score"] = np.nan
         frame.loc[~faceless.to_numpy(), "score"] = np.asarray(fused, dtype=np.float64)
         frame["inputs"] = "+".join(_inputs(over, table.columns, frame))
+        frame["rule"], frame["over"], frame["norm"] = rule, over, norm
         if over == "regions":
             frame["region"] = name
         elif over == "detectors":
@@ -152,7 +134,28 @@ def fuse(
             frame["detector"] = frame["region"] = name
         out.append(frame)
     result = pd.concat(out, ignore_index=True)
-    return result[ROW + ["detector", "region", "score", "inputs"]]
+    return result[ROW + ["detector", "region", "score", *FUSED]]
+
+
+def _apply(rule: Rule, scaler, table: pd.DataFrame, fit_rows: pd.DataFrame):
+    """The rule on `table`: an estimator fitted on `fit_rows` (behind the scaler, in one
+    pipeline), or the function on `table` scaled as `fit_rows` were."""
+    labels = fit_rows.index.get_level_values("label").to_numpy()
+    if rule.learns:
+        if scaler:
+            rule = Rule(rule.spec, estimator=make_pipeline(scaler(), rule.estimator))
+        return rule.apply(table, rule.fitted(fit_rows, labels))
+    if scaler:
+        fitted = scaler().fit(fit_rows.to_numpy())
+        table = pd.DataFrame(fitted.transform(table.to_numpy()), table.index, table.columns)
+    return rule.apply(table)
+
+
+def is_fused(rows: pd.DataFrame) -> pd.Series:
+    """Which rows are fused results (they name their rule) rather than one model's."""
+    if "rule" not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows["rule"].fillna("").astype(str) != ""
 
 
 def _inputs(over: str, columns, frame: pd.DataFrame) -> list[str]:

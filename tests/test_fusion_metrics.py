@@ -10,7 +10,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dffr.cli import main
 from dffr.experiments.metrics import eer, evaluate, metrics, video_level
-from dffr.fusion import FUSION, FusionError, Normaliser, fuse, load_rule
+from dffr.fusion import FUSION, FusionError, fuse, load_rule
 
 
 def table(columns: dict[str, list[float]], labels, split="test", detector="D") -> pd.DataFrame:
@@ -70,13 +70,15 @@ def test_logistic_fusion_of_a_perfect_and_a_random_detector():
 
 
 def test_normalisation_is_fitted_on_validation_and_applied_unchanged():
-    val = pd.DataFrame({"a": [0.0, 10.0], "b": [1.0, 3.0]})
-    test = pd.DataFrame({"a": [5.0, 20.0], "b": [2.0, 5.0]})
-    mm = Normaliser("minmax").fit(val)
-    assert mm(test).to_numpy().tolist() == [[0.5, 0.5], [2.0, 2.0]]
-    z = Normaliser("zscore").fit(val)
-    assert np.allclose(z(test)["a"], [0.0, 3.0]) and np.allclose(z(test)["b"], [0.0, 3.0])
-    # inside fuse: test scores never move the normalisation
+    # val eyes 0 / 1, mouth 0 / 2: min-max maps test (0.5, 1.0) to (0.5, 0.5), z-score to
+    # (0, 0); test scores never move the normalisation
+    v = table({"eyes": [0.0, 1.0], "mouth": [0.0, 2.0]}, [0, 1], split="val")
+    t = table({"eyes": [0.5, 2.0], "mouth": [1.0, 4.0]}, [0, 1])
+    mm = fuse(pd.concat([v, t]), "regions", "max", ["eyes", "mouth"], norm="minmax")
+    assert mm[mm.split == "test"]["score"].tolist() == [0.5, 2.0]
+    z = fuse(pd.concat([v, t]), "regions", "max", ["eyes", "mouth"], norm="zscore")
+    assert np.allclose(z[z.split == "test"]["score"], [0.0, 3.0])
+    assert set(z["norm"]) == {"zscore"} and set(z["rule"]) == {"max"}
     v = table({"eyes": [0.0, 1.0], "mouth": [0.0, 2.0]}, [0, 1], split="val")
     t1 = table({"eyes": [0.5, 0.5], "mouth": [1.0, 1.0]}, [0, 1])
     t2 = table({"eyes": [0.5, 99.0], "mouth": [1.0, 99.0]}, [0, 1])

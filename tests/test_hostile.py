@@ -196,12 +196,15 @@ def test_fusion_rule_results_are_aligned_checked_and_refused_clearly(tmp_path):
     ):
         with pytest.raises(FusionError, match=message):
             fuse(scores, rule=f"{rules}:{name}", subset=["eyes", "mouth"])
-    from dffr.fusion.rules import FUSION, Fitted
+    from dffr.fusion.rules import FUSION
 
     @FUSION.register("test_broken_fit")
-    class Broken(Fitted):
+    class Broken:
         def fit(self, scores, labels):
             raise RuntimeError("no convergence")
+
+        def predict_proba(self, scores):
+            raise AssertionError("never fitted")
 
     with pytest.raises(FusionError, match="could not be fitted: RuntimeError: no convergence"):
         fuse(scores, rule="test_broken_fit", subset=["eyes", "mouth"])

@@ -24,12 +24,21 @@ def scores_table() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     label = np.r_[np.zeros(20), np.ones(20)].astype(int)
     rows = []
-    for det in ("Xception", "DSP-FWA", "mean(DSP-FWA+Xception)"):
+    for det in ("Xception", "DSP-FWA", "AVG(DSP-FWA+Xception)"):  # fused drawn last
         for region in ("eyes", "mouth", "mean(eyes+mouth)"):
             perfect = det == "DSP-FWA" and region == "eyes"
             score = label * 0.5 + 0.25 if perfect else rng.random(40)
+            fused = "(" in det or "(" in region  # fused rows name their rule
             rows.append(
-                pd.DataFrame({"detector": det, "region": region, "label": label, "score": score})
+                pd.DataFrame(
+                    {
+                        "detector": det,
+                        "region": region,
+                        "label": label,
+                        "score": score,
+                        "rule": "mean" if fused else "",
+                    }
+                )
             )
     return pd.concat(rows, ignore_index=True)
 
@@ -39,7 +48,7 @@ def test_roc_figure_has_a_panel_per_detector_and_a_curve_per_region(drawn):
     (fig,) = drawn
     panels = [ax for ax in fig.axes if ax.axison]
     # single detectors first, fused ones after; the fourth grid cell is switched off
-    assert [ax.get_title() for ax in panels] == ["DSP-FWA", "Xception", "mean(DSP-FWA+Xception)"]
+    assert [ax.get_title() for ax in panels] == ["DSP-FWA", "Xception", "AVG(DSP-FWA+Xception)"]
     assert len(fig.axes) == 4
     for ax in panels:
         assert len(ax.lines) == 4  # three regions and the chance diagonal

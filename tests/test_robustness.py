@@ -24,7 +24,7 @@ from dffr.experiments.robustness import robustness
 from dffr.experiments.scoring import SCORE_COLUMNS, predict_views, score, tta_views
 from dffr.fusion import fuse
 from dffr.fusion.fuse import side_by_side
-from dffr.fusion.rules import Logistic
+from dffr.fusion.rules import load_rule
 from dffr.images import read_image
 from dffr.perturbations import hflip
 from dffr.regions import cut_regions
@@ -106,9 +106,10 @@ def test_sweep_rows_level_zero_tables_plots_and_reuse(cache, models, scored, tmp
     assert np.allclose(zero["auc"], clean[zero.index], equal_nan=True)
     # the learned fusion is fitted on the unperturbed val scores, applied to perturbed ones
     wide_val, _ = side_by_side(base[base["split"] == "val"], "regions", PAIR)
-    rule = Logistic().fit(wide_val, wide_val.index.get_level_values("label").to_numpy())
+    rule = load_rule("logistic")
+    model = rule.fitted(wide_val, wide_val.index.get_level_values("label").to_numpy())
     wide, _ = side_by_side(jpeg[SCORE_COLUMNS], "regions", PAIR)
-    want = roc_auc_score(wide.index.get_level_values("label"), rule(wide))
+    want = roc_auc_score(wide.index.get_level_values("label"), rule.apply(wide, model))
     row = table[(table["perturbation"] == "jpeg") & (table["level"] == 50)]
     assert row.set_index("region").loc["logistic(eyes+mouth)", "auc"] == pytest.approx(want)
     md = (out / "robustness.md").read_text()
