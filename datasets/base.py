@@ -84,7 +84,7 @@ class Dataset(ABC):
         return norm, ""
 
 
-DATASETS: Registry[type[Dataset]] = Registry("database", "dffr.datasets.adapters")
+DATASETS: Registry[type[Dataset]] = Registry("database", "dffr.datasets.adapters", "dffr.datasets")
 
 
 def get_dataset(name: str, root: str | Path, **options) -> Dataset:

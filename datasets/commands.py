@@ -11,6 +11,7 @@ from dffr.datasets.base import DATASETS, SPLITS, get_dataset
 from dffr.datasets.cache import iter_regions, merge_caches
 from dffr.datasets.preprocess import DIFF_THRESHOLD, FACE_MODES, Settings, preprocess
 from dffr.errors import DffrError
+from dffr.regions.commands import backend_option
 from dffr.regions.masks import REGIONS
 from dffr.regions.segment import MIN_FACE
 
@@ -71,12 +72,7 @@ def split_counts(name: str, items) -> str:
     help="every face tracked: a fake's face is fake when it differs from its original "
     "by more than this (mean grey levels)",
 )
-@click.option(
-    "--backend",
-    default="dlib",
-    show_default=True,
-    type=click.Choice(["dlib", "face-alignment"], case_sensitive=False),
-)
+@backend_option
 @click.option("--min-face", default=MIN_FACE, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--workers",

@@ -47,7 +47,7 @@ from dffr.datasets.video import VideoError, frame_indices, read_frames
 from dffr.errors import DffrError, disk_error
 from dffr.locks import locked
 from dffr.regions.crop import face_crop
-from dffr.regions.landmarks import get_backend
+from dffr.regions.landmarks import BACKENDS, get_backend
 from dffr.regions.masks import region_masks
 
 FACE_MODES = ("largest", "all")
@@ -141,9 +141,13 @@ def process_video(item: Item, root: Path, cache: Path, settings: Settings, backe
     else:
         tracker = FaceTracker(backend, all_faces=every_face)
         try:
-            indices = frame_indices(path, settings.frames)
-            originals = _original_frames(item, root, indices, why) if compare else None
-            for idx, frame in read_frames(path, indices=indices):
+            if compare:  # the fake's frames must be its original's: by index
+                indices = frame_indices(path, settings.frames)
+                originals = _original_frames(item, root, indices, why)
+                frames = read_frames(path, indices=indices)
+            else:  # from the frames that exist, whatever the header says
+                originals, frames = None, read_frames(path, settings.frames)
+            for idx, frame in frames:
                 sampled.append(idx)
                 original = next(originals) if originals is not None else None
                 if frame is None:
@@ -302,6 +306,11 @@ def preprocess(
     lists now; cached videos it no longer lists are dropped, and labels, splits and
     methods are taken from it (see `follow_metadata`)."""
     root, cache = Path(root), Path(cache)
+    if not BACKENDS.get(settings.backend).locates:
+        raise DffrError(
+            f"landmark backend {settings.backend!r} does not find faces itself, and videos "
+            "are tracked: use one that does (dlib, face-alignment, ...)"
+        )
     items = list(items)
     ddbb = database.name if database is not None else (items[0].ddbb if items else "")
     settings = resolve_settings(settings, ddbb, database)

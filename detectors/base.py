@@ -160,7 +160,9 @@ class Detector(ABC):
         building the network: an experiment checks every model it reuses this way."""
 
 
-DETECTORS: Registry[type[Detector]] = Registry("detector", "dffr.detectors.networks")
+DETECTORS: Registry[type[Detector]] = Registry(
+    "detector", "dffr.detectors.networks", "dffr.detectors"
+)
 
 
 def model_path(models: Path, detector: str, ddbb: str, region: str) -> Path:

@@ -3,13 +3,22 @@
 Adding a landmark backend, dataset, detector or fusion rule means adding one file with
 one decorator; the registry imports every module of its package the first time it is
 asked for a name, so nothing else has to be edited.
+
+An installed package adds one through an entry point of the registry's group
+(`dffr.detectors`, `dffr.datasets`, `dffr.fusion`, `dffr.landmarks`): a module, whose
+decorators register what it defines, or an object, registered under the entry point's
+name. Every command-line choice comes from the registries, so a plugin appears in every
+command at once. A plugin that fails to import is named in a warning, with its error.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import types
+import warnings
 from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -18,12 +27,13 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Objects registered under case-insensitive names."""
 
-    def __init__(self, kind: str, package: str | None = None) -> None:
+    def __init__(self, kind: str, package: str | None = None, group: str | None = None) -> None:
         self.kind = kind
         self.package = package
+        self.group = group  # entry-point group of installed plugins
         self._items: dict[str, T] = {}
         self._names: dict[str, str] = {}
-        self._loaded = package is None
+        self._loaded = package is None and group is None
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: `@REGISTRY.register("name")` above a class or function."""
@@ -42,10 +52,23 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        pkg = importlib.import_module(self.package)
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{mod.name}")
+        if self.package:
+            pkg = importlib.import_module(self.package)
+            for mod in pkgutil.iter_modules(pkg.__path__):
+                if not mod.name.startswith("_"):
+                    importlib.import_module(f"{self.package}.{mod.name}")
+        for ep in entry_points(group=self.group) if self.group else ():
+            try:
+                obj = ep.load()
+            except Exception as e:
+                warnings.warn(
+                    f"{self.kind} plugin {ep.name!r} ({ep.value}) cannot be imported: "
+                    f"{type(e).__name__}: {e}",
+                    stacklevel=3,
+                )
+                continue
+            if not isinstance(obj, types.ModuleType) and ep.name.lower() not in self._items:
+                self.register(ep.name)(obj)
 
     def get(self, name: str) -> T:
         """The object registered as `name`; a KeyError lists the valid names."""

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from dffr.datasets.base import DATASETS
 from dffr.errors import DffrError
 from dffr.experiments.plots import save_figure
 from dffr.regions.masks import REGIONS
-
-DATABASES = ("UADFV", "FaceForensics", "CelebDF", "DFDC")
 
 
 def parser(detectors: tuple[str, ...], prog: str) -> argparse.ArgumentParser:
@@ -30,7 +31,10 @@ def parser(detectors: tuple[str, ...], prog: str) -> argparse.ArgumentParser:
         p.add_argument("--detector", required=True, choices=detectors)
     p.add_argument("--region", required=True, choices=REGIONS)
     p.add_argument(
-        "--ddbb", required=True, choices=DATABASES, help="database the model was trained on"
+        "--ddbb",
+        required=True,
+        choices=DATASETS.names(),  # the registry's: a database plugin is one here too
+        help="database the model was trained on",
     )
     p.add_argument(
         "--image",
@@ -40,7 +44,9 @@ def parser(detectors: tuple[str, ...], prog: str) -> argparse.ArgumentParser:
         help="images to score (default: a real photograph shipped with scikit-image)",
     )
     p.add_argument("--models", type=Path, default=Path("models"))
-    p.add_argument("--save", type=Path, default=None, help="save a figure of the result")
+    p.add_argument(
+        "--save", type=Path, default=None, help="save a figure of the result (.png, .pdf, ...)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument(
         "--pre-segmented",
@@ -61,6 +67,39 @@ def _default_image() -> Path:
     return path
 
 
+def _save_problem(path: Path) -> str | None:
+    """Why a figure cannot be written to `path` (None: it can), found before any image is
+    scored, so that a typo or a read-only folder does not lose a finished run's figure."""
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in formats:
+        what = f"unknown figure format {path.suffix!r}" if ext else "no extension"
+        return f"{path}: {what}; end the name in one of .{', .'.join(formats)}"
+    if ext == "pgf" and not shutil.which(matplotlib.rcParams["pgf.texsystem"]):
+        return f"{path}: .pgf needs {matplotlib.rcParams['pgf.texsystem']}, which is not installed"
+    if path.is_dir():
+        return f"{path}: is a folder; give a file name"
+    folder = path.parent  # made when missing: the nearest existing one must allow it
+    while not os.path.exists(folder):
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{path}: cannot make its folder: {folder} is a file"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{path}: folder {folder} is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path}: exists and is not writable"
+    return None
+
+
+def _named(path: Path, e: Exception) -> str:
+    """The error's message with the image it concerns in front, unless it names it."""
+    msg = str(e)
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
 def _figure(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -78,7 +117,10 @@ def _figure(results: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None, detectors: tuple[str, ...], prog: str) -> int:
-    args = parser(detectors, prog).parse_args(argv)
+    ap = parser(detectors, prog)
+    args = ap.parse_args(argv)
+    if args.save and (problem := _save_problem(args.save)):
+        ap.error(f"argument --save: {problem}")
     detector = getattr(args, "detector", detectors[0])
     from dffr.detectors.base import load_detector, model_path
 
@@ -96,7 +138,7 @@ def main(argv: list[str] | None, detectors: tuple[str, ...], prog: str) -> int:
     try:
         model = load_detector(weights, args.device)
     except DffrError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_named(weights, e)}", file=sys.stderr)
         return 1
     from dffr.images import read_image
     from dffr.regions import segment_image
@@ -106,12 +148,15 @@ def main(argv: list[str] | None, detectors: tuple[str, ...], prog: str) -> int:
     for path in images:
         try:
             img = read_image(path)
-            region = img if args.pre_segmented else segment_image(img)[0].regions[args.region]
-        except DffrError as e:
-            print(f"error: {e}", file=sys.stderr)
+            if args.pre_segmented:
+                region = img
+            else:
+                region = segment_image(img, source=path)[0].regions[args.region]
+            score = float(model.predict(region[None])[0])
+        except DffrError as e:  # said with its name; the other images are still scored
+            print(f"error: {_named(path, e)}", file=sys.stderr)
             failed += 1
             continue
-        score = float(model.predict(region[None])[0])
         results.append(
             {
                 "image": str(path),
@@ -128,7 +173,11 @@ def main(argv: list[str] | None, detectors: tuple[str, ...], prog: str) -> int:
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "_region"} for r in results]))
     if args.save and results:
-        _figure(results, args.save)
+        try:
+            _figure(results, args.save)
+        except (OSError, RuntimeError) as e:  # checked at the start; the disk may still fill
+            print(f"error: {args.save}: cannot save the figure ({e})", file=sys.stderr)
+            return 1
     return 1 if failed else 0
 
 

@@ -40,7 +40,7 @@ from sklearn.svm import SVC
 from dffr.errors import DffrError
 from dffr.registry import Registry
 
-FUSION: Registry = Registry("fusion rule")
+FUSION: Registry = Registry("fusion rule", group="dffr.fusion")
 
 
 class FusionError(DffrError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -53,6 +54,8 @@ def landmark_box(landmarks: np.ndarray) -> np.ndarray:
 class LandmarkBackend(ABC):
     """Finds faces and their 68 landmarks in RGB uint8 images."""
 
+    locates: ClassVar[bool] = True  # finds faces itself (videos can be tracked with it)
+
     def __init__(self, max_side: int = 1280, min_face: int = 24, device: str | None = None) -> None:
         self.detector = HogFaceDetector(max_side=max_side, min_face=min_face)
         self.device = device
@@ -75,7 +78,9 @@ class LandmarkBackend(ABC):
         return sorted(faces, key=lambda f: -f.size)
 
 
-BACKENDS: Registry[type[LandmarkBackend]] = Registry("landmark backend", "dffr.regions.backends")
+BACKENDS: Registry[type[LandmarkBackend]] = Registry(
+    "landmark backend", "dffr.regions.backends", "dffr.landmarks"
+)
 
 
 def get_backend(name: str = "dlib", **kwargs) -> LandmarkBackend:

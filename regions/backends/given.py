@@ -76,6 +76,8 @@ class GivenBackend(LandmarkBackend):
     """Faces from known landmarks: the `landmarks` argument, else a sidecar file
     `<image stem>.pts|.npy|.json` next to the image."""
 
+    locates = False
+
     def __init__(self, landmarks: np.ndarray | None = None, **_ignored) -> None:
         self._given = None if landmarks is None else np.asarray(landmarks, dtype=np.float64)
         if self._given is not None and self._given.ndim == 2:
