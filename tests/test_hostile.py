@@ -270,6 +270,15 @@ def test_numeric_options_out_of_range_are_refused(cache, tmp_path):
         ["score", "--cache", str(cache), "--train-ddbb", "A", "--batch", "0", "--out", "x"],
     )
     assert r.exit_code == 2 and "--batch" in r.output
+    pre = ["preprocess", "--ddbb", "folder", "--root", str(tmp_path), "--out", str(tmp_path / "c")]
+    for option, value in (("--scale", "0"), ("--frames", "0"), ("--size", "0")):
+        r = CliRunner().invoke(main, [*pre, option, value])
+        assert r.exit_code == 2 and option in r.output
+    assert not (tmp_path / "c").exists()  # refused before anything is made
+    r = CliRunner().invoke(
+        main, ["evaluate", "--scores", str(cache / "index.parquet"), "--bootstrap", "-1"]
+    )
+    assert r.exit_code == 2 and "--bootstrap" in r.output
 
 
 # 28 -- $DFFR_DEVICE is the command line's default too
