@@ -268,3 +268,19 @@ def load_detector(weights: str | Path, device: Device | str | None = None, **ove
     det.load_weights(weights)
     det.init = init
     return det
+
+
+def load_models(
+    models: str | Path, keys, device: Device | str | None = None
+) -> tuple[dict[tuple[str, str, str], Detector], list[str]]:
+    """The models of a models folder named by (training database, detector, region)
+    keys, each loaded once, and the paths of those that are not there (for the caller
+    to name: a missing model is reported, never skipped silently)."""
+    loaded, missing = {}, []
+    for key in dict.fromkeys(keys):
+        path = model_path(models, key[1], key[0], key[2])
+        if path.is_file():
+            loaded[key] = load_detector(path, device)
+        else:
+            missing.append(str(path))
+    return loaded, missing

@@ -28,7 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from dffr.datasets.cache import read_index
-from dffr.detectors.base import PAPER_DETECTORS, load_detector, model_path
+from dffr.detectors.base import PAPER_DETECTORS, load_models
 from dffr.errors import DffrError
 from dffr.experiments.explain import Explainer, ExplainError, explainer
 from dffr.experiments.plots import save_figure
@@ -161,14 +161,11 @@ def explain_summary(
     if limit and limit < len(index):
         index = index.sample(n=limit, random_state=0).sort_index()
     report = SummaryReport()
-    explainers: dict[tuple[str, str], Explainer] = {}
-    for det in detectors:
-        for region in regions:
-            path = model_path(models, det, ddbb, region)
-            if not path.is_file():
-                report.missing.append(str(path))
-                continue
-            explainers[(det, region)] = explainer(load_detector(path, device))
+    keys = [(ddbb, det, region) for det in detectors for region in regions]
+    found, report.missing = load_models(models, keys, device)
+    explainers: dict[tuple[str, str], Explainer] = {
+        (det, region): explainer(model) for (_, det, region), model in found.items()
+    }
     if not explainers:
         raise DffrError(f"no model of {ddbb} found in {models} for {detectors} x {regions}")
     needed = {r for _, r in explainers}

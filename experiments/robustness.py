@@ -30,7 +30,7 @@ import pandas as pd
 
 from dffr.atomic import replaced
 from dffr.datasets.cache import read_index
-from dffr.detectors.base import DETECTORS, Detector, load_detector, model_path
+from dffr.detectors.base import DETECTORS, Detector, load_models, model_path
 from dffr.errors import DffrError
 from dffr.experiments.metrics import evaluate
 from dffr.experiments.plots import save_figure
@@ -162,7 +162,8 @@ def robustness(
                 report.skipped.append((name, level))
                 continue
             if loaded is None:
-                loaded = _load(keys, models, device, report)
+                found, report.missing = load_models(models, keys, device)
+                loaded = {k: (model, k[2]) for k, model in found.items()}
             pending = [k for k in pending if k in loaded]
             if not pending:
                 continue
@@ -237,17 +238,6 @@ def _faceless(test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     nothing to perturb and join every level's tables as they are, to be counted."""
     found = test["score"].notna()
     return test[found], test[~found]
-
-
-def _load(keys, models, device, report: RobustnessReport) -> dict:
-    loaded = {}
-    for train_ddbb, det, region in keys:
-        path = model_path(models, det, train_ddbb, region)
-        if path.is_file():
-            loaded[(train_ddbb, det, region)] = (load_detector(path, device), region)
-        else:
-            report.missing.append(str(path))
-    return loaded
 
 
 def _mismatch(reference: dict, rows: pd.DataFrame, test: pd.DataFrame) -> float:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from dffr.atomic import replaced
 from dffr.datasets.cache import read_index, read_videos
-from dffr.detectors.base import PAPER_DETECTORS, Detector, load_detector, model_path
+from dffr.detectors.base import PAPER_DETECTORS, Detector, load_models, model_path
 from dffr.detectors.imagenet import file_digest
 from dffr.errors import DffrError
 from dffr.images import read_image
@@ -252,7 +252,7 @@ def score(
             )
         done = previous.drop_duplicates(KEY).set_index(KEY)["model"].to_dict()
         report = ScoreReport()
-        loaded: dict[tuple[str, str], tuple[Detector, str]] = {}
+        wanted: list[tuple[str, str, str]] = []
         stale = []
         for det in detectors:
             for region in regions:
@@ -266,7 +266,9 @@ def score(
                     continue
                 if key in done:  # scored by a model since trained again: its rows go
                     stale.append(key)
-                loaded[(det, region)] = (load_detector(path, device), region)
+                wanted.append((train_ddbb, det, region))
+        found, _ = load_models(models, wanted, device)  # all there: checked above
+        loaded = {(det, region): (model, region) for (_, det, region), model in found.items()}
         if stale:
             gone = previous.set_index(KEY).index.isin(stale)
             previous = previous[~gone].reset_index(drop=True)

@@ -122,7 +122,7 @@ def test_sweep_rows_level_zero_tables_plots_and_reuse(cache, models, scored, tmp
 
     before = (out / "perturbed.parquet").read_bytes()
     with monkeypatch.context() as m:
-        m.setattr("dffr.experiments.robustness.load_detector", refuse)
+        m.setattr("dffr.experiments.robustness.load_models", refuse)
         again = robustness(scored, cache, models, levels, out, FUSION, progress=False)
     assert again.scored == [] and len(again.skipped) == 4
     assert (out / "perturbed.parquet").read_bytes() == before
