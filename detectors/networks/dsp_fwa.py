@@ -54,8 +54,10 @@ class SPPNet(nn.Module):
     def __init__(self, input_size: int = 200, num_class: int = 2, trunk: str = "resnet50") -> None:
         super().__init__()
         self.resnet = _ResNet(num_class, trunk)
+        self.resnet.eval()  # a probe for the feature size: no batch statistics, no update
         with torch.no_grad():
             features = self.trunk(torch.zeros(1, 3, input_size, input_size))
+        self.resnet.train()
         self.classifier = nn.Linear(spp(features).shape[1], num_class)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
