@@ -151,7 +151,11 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
         everything.to_parquet(out / "fused.parquet", index=False)
         test_rows = everything[everything["split"] == "test"]
         results = evaluate(
-            test_rows, level=exp.level, n_bootstrap=exp.bootstrap, no_face_score=exp.no_face_score
+            test_rows,
+            level=exp.level,
+            n_bootstrap=exp.bootstrap,
+            no_face_score=exp.no_face_score,
+            cache_dir=out / ".metrics-cache",
         )
         all_fused = pd.concat(fused, ignore_index=True) if fused else pd.DataFrame()
         results = initialisations(models, results, all_fused)
