@@ -268,11 +268,9 @@ def _work(args) -> tuple[int, int]:
         return _len(process_video(item, root, cache, settings, _WORKER["backend"]))
     except DffrError as e:
         reason = str(e)
-    except OSError as e:
-        if disk_error(e):  # the cache's disk, not this video: the run stops
-            raise
-        reason = f"{type(e).__name__} while processing: {e}"
     except Exception as e:  # a library's own error on odd input: this video fails, not the run
+        if isinstance(e, OSError) and disk_error(e):  # the cache's disk: the run stops
+            raise
         reason = f"{type(e).__name__} while processing: {e}"
     return _len(write_part(cache, item, settings, failures=[_failure(item, reason)]))
 

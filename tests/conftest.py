@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -192,3 +193,28 @@ def models(cache, tmp_path_factory):
         )
         train(cfg, cache, out)
     return out
+
+
+def score_table(
+    columns: dict[str, list[float]], labels, split="test", detector="D"
+) -> pd.DataFrame:
+    """Score rows of one detector, one region per column (video v<i> is row i), as
+    `dffr score` writes them: toy inputs for fusion and metrics."""
+    rows = []
+    for region, values in columns.items():
+        for i, (v, y) in enumerate(zip(values, labels, strict=True)):
+            rows.append(
+                dict(
+                    video=f"v{i}",
+                    frame=0,
+                    label=y,
+                    split=split,
+                    method="m",
+                    test_ddbb="T",
+                    train_ddbb="T",
+                    detector=detector,
+                    region=region,
+                    score=v,
+                )
+            )
+    return pd.DataFrame(rows)

@@ -20,6 +20,8 @@ from dffr.detectors.base import (
 )
 from dffr.fusion import FUSION, fuse, load_rule
 
+from .conftest import score_table
+
 FAST = {"DSP-FWA", "ResNet-18"}  # the rest are heavier to build: with the slow tests
 
 
@@ -51,28 +53,12 @@ def test_every_detector_predicts_p_fake_and_round_trips(name, tmp_path):
 def _toy(n: int = 200) -> pd.DataFrame:
     """Val and test scores of an informative input and a noisy one, in [0, 1]."""
     rng = np.random.default_rng(1)
-    rows = []
+    parts = []
     for split in ("val", "test"):
         labels = rng.integers(0, 2, n)
         good = np.clip(0.25 + 0.5 * labels + rng.normal(0, 0.1, n), 0, 1)
-        for region, values in (("eyes", good), ("mouth", rng.uniform(0, 1, n))):
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "video": [f"{split}{i}" for i in range(n)],
-                        "frame": 0,
-                        "label": labels,
-                        "split": split,
-                        "method": "m",
-                        "test_ddbb": "A",
-                        "train_ddbb": "A",
-                        "detector": "D",
-                        "region": region,
-                        "score": values,
-                    }
-                )
-            )
-    return pd.concat(rows, ignore_index=True)
+        parts.append(score_table({"eyes": good, "mouth": rng.uniform(0, 1, n)}, labels, split))
+    return pd.concat(parts, ignore_index=True)
 
 
 @pytest.mark.parametrize("name", list(FUSION))

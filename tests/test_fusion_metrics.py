@@ -12,31 +12,11 @@ from dffr.cli import main
 from dffr.experiments.metrics import eer, evaluate, metrics, video_level
 from dffr.fusion import FUSION, FusionError, fuse, load_rule
 
-
-def table(columns: dict[str, list[float]], labels, split="test", detector="D") -> pd.DataFrame:
-    """Score rows for one detector: one region per column."""
-    rows = []
-    for region, values in columns.items():
-        for i, (v, y) in enumerate(zip(values, labels, strict=True)):
-            rows.append(
-                dict(
-                    video=f"v{i}",
-                    frame=0,
-                    label=y,
-                    split=split,
-                    method="m",
-                    test_ddbb="T",
-                    train_ddbb="T",
-                    detector=detector,
-                    region=region,
-                    score=v,
-                )
-            )
-    return pd.DataFrame(rows)
+from .conftest import score_table
 
 
 def test_simple_rules_give_known_answers():
-    df = table({"eyes": [0.2, 0.9], "mouth": [0.6, 0.5]}, [0, 1])
+    df = score_table({"eyes": [0.2, 0.9], "mouth": [0.6, 0.5]}, [0, 1])
     got = {
         r: fuse(df, "regions", r, subset=["eyes", "mouth"])["score"].round(6).tolist()
         for r in ("mean", "median", "max", "min", "product")
@@ -58,8 +38,8 @@ def test_logistic_fusion_of_a_perfect_and_a_random_detector():
     labels = rng.integers(0, 2, n)
     perfect = np.where(labels == 1, rng.uniform(0.6, 1, n), rng.uniform(0, 0.4, n))
     noise = rng.uniform(0, 1, n)
-    val = table({"eyes": perfect[:200], "mouth": noise[:200]}, labels[:200], split="val")
-    test = table({"eyes": perfect[200:], "mouth": noise[200:]}, labels[200:], split="test")
+    val = score_table({"eyes": perfect[:200], "mouth": noise[:200]}, labels[:200], split="val")
+    test = score_table({"eyes": perfect[200:], "mouth": noise[200:]}, labels[200:], split="test")
     fused = fuse(pd.concat([val, test]), "regions", "logistic", subset=["eyes", "mouth"])
     held_out = fused[fused["split"] == "test"]
     assert roc_auc_score(held_out["label"], held_out["score"]) == 1.0
@@ -72,16 +52,16 @@ def test_logistic_fusion_of_a_perfect_and_a_random_detector():
 def test_normalisation_is_fitted_on_validation_and_applied_unchanged():
     # val eyes 0 / 1, mouth 0 / 2: min-max maps test (0.5, 1.0) to (0.5, 0.5), z-score to
     # (0, 0); test scores never move the normalisation
-    v = table({"eyes": [0.0, 1.0], "mouth": [0.0, 2.0]}, [0, 1], split="val")
-    t = table({"eyes": [0.5, 2.0], "mouth": [1.0, 4.0]}, [0, 1])
+    v = score_table({"eyes": [0.0, 1.0], "mouth": [0.0, 2.0]}, [0, 1], split="val")
+    t = score_table({"eyes": [0.5, 2.0], "mouth": [1.0, 4.0]}, [0, 1])
     mm = fuse(pd.concat([v, t]), "regions", "max", ["eyes", "mouth"], norm="minmax")
     assert mm[mm.split == "test"]["score"].tolist() == [0.5, 2.0]
     z = fuse(pd.concat([v, t]), "regions", "max", ["eyes", "mouth"], norm="zscore")
     assert np.allclose(z[z.split == "test"]["score"], [0.0, 3.0])
     assert set(z["norm"]) == {"zscore"} and set(z["rule"]) == {"max"}
-    v = table({"eyes": [0.0, 1.0], "mouth": [0.0, 2.0]}, [0, 1], split="val")
-    t1 = table({"eyes": [0.5, 0.5], "mouth": [1.0, 1.0]}, [0, 1])
-    t2 = table({"eyes": [0.5, 99.0], "mouth": [1.0, 99.0]}, [0, 1])
+    v = score_table({"eyes": [0.0, 1.0], "mouth": [0.0, 2.0]}, [0, 1], split="val")
+    t1 = score_table({"eyes": [0.5, 0.5], "mouth": [1.0, 1.0]}, [0, 1])
+    t2 = score_table({"eyes": [0.5, 99.0], "mouth": [1.0, 99.0]}, [0, 1])
     a = fuse(pd.concat([v, t1]), "regions", "mean", ["eyes", "mouth"], norm="minmax")
     b = fuse(pd.concat([v, t2]), "regions", "mean", ["eyes", "mouth"], norm="minmax")
     assert a[(a.split == "test") & (a.video == "v0")]["score"].item() == pytest.approx(0.5)
@@ -89,8 +69,8 @@ def test_normalisation_is_fitted_on_validation_and_applied_unchanged():
 
 
 def test_fusion_over_detectors_and_both():
-    a = table({"eyes": [0.2, 0.8]}, [0, 1], detector="A")
-    b = table({"eyes": [0.4, 0.6]}, [0, 1], detector="B")
+    a = score_table({"eyes": [0.2, 0.8]}, [0, 1], detector="A")
+    b = score_table({"eyes": [0.4, 0.6]}, [0, 1], detector="B")
     over_det = fuse(pd.concat([a, b]), "detectors", "mean")
     assert over_det["score"].round(6).tolist() == [0.3, 0.7]
     assert over_det["region"].tolist() == ["eyes", "eyes"]
@@ -109,7 +89,7 @@ def test_user_rule_from_a_file_and_broken_rules(tmp_path):
         "    raise ValueError('nope')\n"
         "NOT_A_RULE = 3\n"
     )
-    df = table({"eyes": [0.25, 0.9], "mouth": [0.64, 0.4]}, [0, 1])
+    df = score_table({"eyes": [0.25, 0.9], "mouth": [0.64, 0.4]}, [0, 1])
     out = fuse(df, "regions", f"{rules}:geometric_mean", subset=["eyes", "mouth"])
     assert out["score"].round(6).tolist() == [0.4, 0.6]
     assert out["region"].iloc[0] == "geometric_mean(eyes+mouth)"
@@ -132,7 +112,7 @@ def test_registering_a_rule_in_code():
     def second_best(scores):
         return scores.apply(lambda r: sorted(r)[-2], axis=1)
 
-    df = table({"eyes": [0.1, 0.9], "nose": [0.3, 0.2], "mouth": [0.5, 0.4]}, [0, 1])
+    df = score_table({"eyes": [0.1, 0.9], "nose": [0.3, 0.2], "mouth": [0.5, 0.4]}, [0, 1])
     out = fuse(df, "regions", "second_best", subset=["eyes", "nose", "mouth"])
     assert out["score"].tolist() == [0.3, 0.4]
 
@@ -191,8 +171,8 @@ def test_fuse_and_evaluate_commands(tmp_path):
     }
     df = pd.concat(
         [
-            table({r: v[:30] for r, v in cols.items()}, labels[:30], split="val"),
-            table({r: v[30:] for r, v in cols.items()}, labels[30:]),
+            score_table({r: v[:30] for r, v in cols.items()}, labels[:30], split="val"),
+            score_table({r: v[30:] for r, v in cols.items()}, labels[30:]),
         ]
     )
     df.to_parquet(tmp_path / "scores.parquet")

@@ -15,6 +15,8 @@ from dffr.cli import main
 from dffr.experiments.spec import Experiment
 from dffr.fusion import FUSION, FusionError, fuse, is_fused, load_rule
 
+from .conftest import score_table
+
 USER_RULES = """
 import numpy as np
 from sklearn.pipeline import make_pipeline
@@ -48,30 +50,12 @@ class Regressor:
 def _table(n=120, seed=0):
     """Val and test scores of eyes (informative) and mouth (noise) for one detector."""
     rng = np.random.default_rng(seed)
-    rows = []
+    parts = []
     for split in ("val", "test"):
         labels = rng.integers(0, 2, n)
-        for region, values in (
-            ("eyes", np.clip(labels * 0.6 + rng.normal(0.2, 0.15, n), 0, 1)),
-            ("mouth", rng.uniform(0, 1, n)),
-        ):
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "video": [f"{split}{i}" for i in range(n)],
-                        "frame": 0,
-                        "label": labels,
-                        "split": split,
-                        "method": "m",
-                        "test_ddbb": "A",
-                        "train_ddbb": "A",
-                        "detector": "D",
-                        "region": region,
-                        "score": values,
-                    }
-                )
-            )
-    return pd.concat(rows, ignore_index=True)
+        eyes = np.clip(labels * 0.6 + rng.normal(0.2, 0.15, n), 0, 1)
+        parts.append(score_table({"eyes": eyes, "mouth": rng.uniform(0, 1, n)}, labels, split))
+    return pd.concat(parts, ignore_index=True)
 
 
 @pytest.fixture
