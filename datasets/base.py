@@ -11,6 +11,7 @@ import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from dffr.errors import DffrError
 from dffr.registry import Registry
@@ -38,6 +39,17 @@ class Item:
         return Path(root) / self.video
 
 
+@dataclass(frozen=True)
+class Option:
+    """One of an adapter's options (a keyword of its constructor), as `dffr preprocess
+    --<name>` and an experiment's `caches:` entry give it: a string, or None (its
+    default)."""
+
+    name: str
+    help: str
+    path: bool = False  # a file or folder, relative to where it is given
+
+
 class DatasetError(DffrError):
     """A database folder does not have the layout its adapter expects."""
 
@@ -51,6 +63,8 @@ class Dataset(ABC):
 
     name: str = ""
     faces: str = "largest"
+    # its constructor's keywords beyond `root`: each becomes `dffr preprocess --<name>`
+    option_specs: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)

@@ -11,7 +11,7 @@ from dffr.datasets.base import DATASETS, SPLITS, get_dataset
 from dffr.datasets.cache import iter_regions, merge_caches
 from dffr.datasets.preprocess import DIFF_THRESHOLD, FACE_MODES, Settings, preprocess
 from dffr.errors import DffrError
-from dffr.regions.commands import backend_option
+from dffr.regions.commands import backend_option, face_detector_option
 from dffr.regions.masks import REGIONS
 from dffr.regions.segment import MIN_FACE
 
@@ -35,6 +35,20 @@ def split_counts(name: str, items) -> str:
         counts[it.split][it.label] += 1
     parts = [f"{s} {r} real / {f} fake" for s, (r, f) in counts.items() if r or f]
     return f"{name} videos: " + (", ".join(parts) if parts else "none")
+
+
+def dataset_options(command):
+    """One `--<option>` per option any registered database adapter declares (its
+    `option_specs`), so a database's option is written once, in its adapter."""
+    specs: dict[str, list] = {}
+    for name in DATASETS.names():
+        for spec in DATASETS.get(name).option_specs:
+            specs.setdefault(spec.name, []).append((name, spec))
+    for option, users in sorted(specs.items(), reverse=True):
+        kind = click.Path(path_type=Path) if users[0][1].path else str
+        text = "; ".join(f"{name}: {spec.help}" for name, spec in users)
+        command = click.option(f"--{option}", default=None, type=kind, help=text)(command)
+    return command
 
 
 @click.command("preprocess")
@@ -73,6 +87,7 @@ def split_counts(name: str, items) -> str:
     "by more than this (mean grey levels)",
 )
 @backend_option
+@face_detector_option
 @click.option("--min-face", default=MIN_FACE, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--workers",
@@ -83,27 +98,7 @@ def split_counts(name: str, items) -> str:
 )
 @click.option("--shard", default=None, help="i/n: process only shard i of n (0-based)")
 @click.option("--split", type=click.Choice(SPLITS), default=None, help="only this split")
-@click.option("--compression", default=None, help="FaceForensics: raw/c0, c23 (default), c40")
-@click.option(
-    "--methods",
-    default=None,
-    help="FaceForensics: comma list of manipulations (default: Deepfakes, Face2Face, "
-    "FaceSwap, NeuralTextures, the paper's)",
-)
-@click.option(
-    "--splits",
-    "splits_dir",
-    default=None,
-    type=click.Path(path_type=Path),
-    help="FaceForensics: folder with the official train/val/test.json",
-)
-@click.option(
-    "--protocol",
-    default=None,
-    help="CelebDF: official (default: test = the official list, train/val = the rest) "
-    "or disjoint (no test identity trained on)",
-)
-@click.option("--group", default=None, help="folder: regex naming a file's group")
+@dataset_options
 def preprocess_cmd(
     ddbb,
     root,
@@ -114,28 +109,15 @@ def preprocess_cmd(
     faces,
     diff_threshold,
     backend,
+    face_detector,
     min_face,
     workers,
     shard,
     split,
-    compression,
-    methods,
-    splits_dir,
-    protocol,
-    group,
+    **dataset_opts,
 ):
     """Decode videos, track faces, write aligned crops + landmarks and CACHE/index.parquet."""
-    options = {
-        k: v
-        for k, v in {
-            "compression": compression,
-            "methods": methods,
-            "splits": splits_dir,
-            "protocol": protocol,
-            "group": group,
-        }.items()
-        if v is not None
-    }
+    options = {k: v for k, v in dataset_opts.items() if v is not None}
     shard_t = _shard(shard)
     try:
         ds = get_dataset(ddbb, root, **options)
@@ -149,6 +131,7 @@ def preprocess_cmd(
             backend,
             min_face,
             faces=faces,
+            face_detector=face_detector,
             diff_threshold=diff_threshold,
         )
         s = preprocess(items, ds.root, out, settings, workers, shard_t, database=ds, listed=listed)

@@ -47,6 +47,7 @@ from dffr.datasets.video import VideoError, frame_indices, read_frames
 from dffr.errors import DffrError, disk_error
 from dffr.locks import locked
 from dffr.regions.crop import face_crop
+from dffr.regions.face_detection import FACE_DETECTORS
 from dffr.regions.landmarks import BACKENDS, get_backend
 from dffr.regions.masks import region_masks
 
@@ -64,7 +65,7 @@ class Settings:
     backend: str = "dlib"
     min_face: int = 24
     faces: str | None = None  # largest | all; None: the database's own (DFDC: all)
-    face_detector: str = "hog"  # dlib's HOG, doubtful boxes confirmed by its MMOD CNN
+    face_detector: str = "hog"  # regions.face_detection's registry
     diff_threshold: float = DIFF_THRESHOLD
 
     def __post_init__(self) -> None:
@@ -251,15 +252,15 @@ _WORKER: dict = {}
 
 
 @lru_cache(maxsize=2)
-def _backend(name: str, min_face: int):
-    return get_backend(name, min_face=min_face)
+def _backend(name: str, min_face: int, face_detector: str):
+    return get_backend(name, min_face=min_face, face_detector=face_detector)
 
 
 def _init_worker(settings: Settings) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    _WORKER["backend"] = _backend(settings.backend, settings.min_face)
+    _WORKER["backend"] = _backend(settings.backend, settings.min_face, settings.face_detector)
 
 
 def _work(args) -> tuple[int, int]:
@@ -309,6 +310,10 @@ def preprocess(
             f"landmark backend {settings.backend!r} does not find faces itself, and videos "
             "are tracked: use one that does (dlib, face-alignment, ...)"
         )
+    try:
+        settings = replace(settings, face_detector=FACE_DETECTORS.canonical(settings.face_detector))
+    except KeyError as e:
+        raise DffrError(str(e).strip("\"'")) from None
     items = list(items)
     ddbb = database.name if database is not None else (items[0].ddbb if items else "")
     settings = resolve_settings(settings, ddbb, database)
@@ -327,6 +332,8 @@ def preprocess(
         summary = Summary(videos=len(todo), skipped=len(mine) - len(todo), **changed)
         bar = tqdm(total=len(todo), desc="preprocess", unit="video", disable=not progress)
         jobs = [(it, root, cache, settings) for it in todo]
+        if jobs:  # weights missing: said once here, not as every video's failure
+            _backend(settings.backend, settings.min_face, settings.face_detector)
         if workers > 1 and len(todo) > 1:
             _in_workers(jobs, workers, settings, lambda r: _count(r, summary, bar))
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dffr.regions.face_detection import FaceDetector
 from dffr.regions.landmarks import Face, LandmarkBackend
 
 MAX_MISSES = 3  # sampled frames a lost face may stay lost and still be re-acquired
@@ -46,9 +47,10 @@ class FaceTracker:
     """Callable: RGB frame -> [(track number, Face)], sorted by track number."""
 
     def __init__(self, backend: LandmarkBackend, all_faces: bool = False) -> None:
-        if not hasattr(backend, "detector"):
+        if not backend.locates:
             raise ValueError("face tracking needs a backend that detects faces (dlib, ...)")
         self.backend = backend
+        self.detector: FaceDetector = backend.detector
         self.all_faces = all_faces
         self.tracks: dict[int, np.ndarray] = {}  # track -> its last box
         self.misses: dict[int, int] = {}  # track -> sampled frames since it was last seen
@@ -60,7 +62,7 @@ class FaceTracker:
         for track, box in self.tracks.items():
             if self.misses[track] and self.all_faces:
                 continue  # lost: only a full detection near its last box brings it back
-            hit = self.backend.detector.near(frame, box)
+            hit = self.detector.near(frame, box)
             # two tracks drifting onto one face: the older keeps it
             if hit is not None and all(overlap(hit[0], b) < 0.5 for b, _ in found.values()):
                 found[track] = hit
@@ -75,17 +77,13 @@ class FaceTracker:
         for track, (box, _) in found.items():
             self.tracks[track] = box
         order = sorted(found)
-        points = self.backend.landmarks(frame, [found[t][0] for t in order])
+        points = self.backend.locate(frame, [found[t][0] for t in order])
         return [(t, Face(found[t][0], p, found[t][1])) for t, p in zip(order, points, strict=True)]
 
     def _new_track(self, box: np.ndarray) -> int:
         track, self.next_track = self.next_track, self.next_track + 1
         self.tracks[track], self.misses[track] = box, 0
         return track
-
-    def _confirmed(self, frame: np.ndarray, box: np.ndarray) -> bool:
-        confirm = getattr(self.backend.detector, "confirmed", None)
-        return confirm is None or confirm(frame, box)
 
     def _redetect(self, frame: np.ndarray, found: dict) -> None:
         """A full-frame detection: lost tracks take the detection where they were last;
@@ -110,9 +108,10 @@ class FaceTracker:
                 found[self._new_track(faces[0][0])] = faces[0]
             return
         # every face a track: a false detection (a patch of a shirt) would become one, so
-        # all but the surest must be confirmed by the CNN detector as well
+        # all but the surest must be confirmed by dlib's CNN detector as well
         surest = max(range(len(faces)), key=lambda i: faces[i][1], default=None)
-        faces = [f for i, f in enumerate(faces) if i == surest or self._confirmed(frame, f[0])]
+        confirmed = self.detector.confirmed
+        faces = [f for i, f in enumerate(faces) if i == surest or confirmed(frame, f[0])]
         lost = [t for t in self.tracks if t not in found]
         for face in faces:
             match = next((t for t in lost if same_face(self.tracks[t], face[0])), None)

@@ -81,6 +81,8 @@ class Detector(ABC):
     trunks: ClassVar[tuple[str, ...]] = ()  # the `trunk` choices; the first is the paper's
     # the smallest input it takes: networks that downsample 32-fold leave a 1x1 map at 32
     min_input_size: ClassVar[int] = 32
+    # the layer Grad-CAM explains by default; None: its last convolutional block
+    explain_layer: ClassVar[str | None] = None
 
     def __init__(self, config: DetectorConfig, device: Device | str | None = None) -> None:
         if config.input_size < self.min_input_size:

@@ -151,11 +151,17 @@ def torch_weights(arch: str) -> WeightsFile:
 
     weights = torchvision.models.get_model_weights(arch)
     chosen = weights.IMAGENET1K_V1 if hasattr(weights, "IMAGENET1K_V1") else weights.DEFAULT
-    name = chosen.url.rsplit("/", 1)[-1]
-    found = re.search(r"-([a-f0-9]+)\.", name)
+    return hub_weights(chosen.url)
+
+
+def hub_weights(url: str) -> WeightsFile:
+    """A file published for torch's hub cache, whose name carries the first hex digits of
+    its sha256 (`s3fd-619a316812.pth`), as torchvision's and face-alignment's do."""
+    name = url.rsplit("/", 1)[-1]
+    found = re.search(r"-([a-f0-9]{8,})\.", name)
     if found is None:
-        raise MissingWeightsError(f"{arch}: torchvision's file {name} carries no hash to check")
-    return WeightsFile(name, chosen.url, "torch", found.group(1))
+        raise MissingWeightsError(f"{url}: the file's name carries no hash to check")
+    return WeightsFile(name, url, "torch", found.group(1))
 
 
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"

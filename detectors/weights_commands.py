@@ -1,6 +1,7 @@
 """`dffr weights list` and `dffr weights fetch`: the ImageNet files the detectors start
-from, where they are looked for, and fetching them ahead of time (on a cluster's login
-node, say, when the compute nodes are offline)."""
+from (and the files of face detectors that download theirs), where they are looked for,
+and fetching them ahead of time (on a cluster's login node, say, when the compute nodes
+are offline)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,36 @@ import click
 from dffr.detectors.base import DETECTORS, PAPER_DETECTORS, DetectorConfig
 from dffr.detectors.imagenet import WeightsFile
 from dffr.errors import DffrError
+from dffr.regions.face_detection import FACE_DETECTORS
 
 
-def needed(detectors: str | None) -> dict[WeightsFile, list[str]]:
-    """{file: the detectors that start from it} for a comma list ("all": every one)."""
-    if not detectors:
-        names = list(PAPER_DETECTORS)
-    elif detectors.strip().lower() == "all":
-        names = DETECTORS.names()
-    else:
-        names = []
-        for d in (v.strip() for v in detectors.split(",") if v.strip()):
-            try:
-                names.append(DETECTORS.canonical(d))
-            except KeyError as e:
-                raise click.BadParameter(str(e).strip("'\""), param_hint="--detectors") from None
+def _names(registry, asked: str | None, default: list[str], option: str) -> list[str]:
+    """The registered names of a comma list ("all": every one, "none": none; not given:
+    `default`)."""
+    if not asked:
+        return default
+    if asked.strip().lower() in ("all", "none"):
+        return registry.names() if asked.strip().lower() == "all" else []
+    try:
+        return [registry.canonical(v.strip()) for v in asked.split(",") if v.strip()]
+    except KeyError as e:
+        raise click.BadParameter(str(e).strip("'\""), param_hint=option) from None
+
+
+def needed(
+    detectors: str | None, face_detectors: str | None = None
+) -> dict[WeightsFile, list[str]]:
+    """{file: who needs it} for comma lists of detectors (default: the paper's three) and
+    face detectors (default: none)."""
     files: dict[WeightsFile, list[str]] = {}
-    for name in names:
+    for name in _names(DETECTORS, detectors, list(PAPER_DETECTORS), "--detectors"):
         spec = DETECTORS.get(name).imagenet_weights(DetectorConfig(name))
         if spec is not None:
             files.setdefault(spec, []).append(name)
+    for name in _names(FACE_DETECTORS, face_detectors, [], "--face-detectors"):
+        spec = FACE_DETECTORS.get(name).weights()
+        if spec is not None:
+            files.setdefault(spec, []).append(f"face detector {name}")
     return files
 
 
@@ -42,7 +53,12 @@ def status(spec: WeightsFile) -> tuple[str, str]:
 DETECTORS_OPTION = click.option(
     "--detectors",
     default=None,
-    help="comma list, or all (default: the paper's three)",
+    help="comma list, all or none (default: the paper's three)",
+)
+FACE_DETECTORS_OPTION = click.option(
+    "--face-detectors",
+    default=None,
+    help="comma list, all or none (default): their files too (hog, mmod and mtcnn need none)",
 )
 
 
@@ -53,12 +69,13 @@ def weights_cmd():
 
 @weights_cmd.command("list")
 @DETECTORS_OPTION
-def list_cmd(detectors):
+@FACE_DETECTORS_OPTION
+def list_cmd(detectors, face_detectors):
     """Each file: the detectors using it, where it is looked for, present, hash check."""
     from tabulate import tabulate
 
     rows = []
-    for spec, users in needed(detectors).items():
+    for spec, users in needed(detectors, face_detectors).items():
         present, ok = status(spec)
         rows.append([", ".join(users), spec.name, str(spec.folder), present, ok])
     click.echo(tabulate(rows, ["detectors", "file", "looked for in", "present", "hash"]))
@@ -66,10 +83,11 @@ def list_cmd(detectors):
 
 @weights_cmd.command("fetch")
 @DETECTORS_OPTION
-def fetch_cmd(detectors):
+@FACE_DETECTORS_OPTION
+def fetch_cmd(detectors, face_detectors):
     """Download every file the detectors need into the frameworks' caches (hash-checked)."""
     failed = []
-    for spec, users in needed(detectors).items():
+    for spec, users in needed(detectors, face_detectors).items():
         had = spec.path.is_file() and spec.hash_ok()
         try:
             path = spec.fetch()

@@ -9,6 +9,9 @@ bit for bit (the very same array), and a higher level is a stronger degradation:
 - `blur`: Gaussian blur of standard deviation `level` pixels (OpenCV's kernel);
 - `noise`: additive Gaussian noise of standard deviation `level` grey levels (0-255),
   seeded, rounded and clipped;
+- `dim`: the fraction of the light lost (0 <= level < 1): every level multiplied by
+  `1 - level` and rounded, as a dim room's exposure gives it (with `noise` after it, the
+  sensor's grain);
 - `resize`: the fraction of the side lost (0 <= level < 1): shrunk to `1 - level` of its
   size (area averaging) and enlarged back (bilinear), so the shape stays;
 - `rotate`: `level` degrees counter-clockwise as displayed (OpenCV's convention; y points
@@ -92,6 +95,17 @@ def blur(image: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarra
 def noise(image: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
     noisy = image + rng.normal(0.0, level, size=image.shape)
     return np.clip(noisy.round(), 0, 255).astype(np.uint8)
+
+
+@_register(
+    "dim",
+    (0, 0.5, 0.7, 0.85),
+    "fraction of the light lost (levels x (1 - level))",
+    lambda v: 0 <= v < 1,
+    "from 0 up to (not including) 1",
+)
+def dim(image: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    return np.clip((image * (1 - level)).round(), 0, 255).astype(np.uint8)
 
 
 @_register(

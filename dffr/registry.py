@@ -5,7 +5,8 @@ one decorator; the registry imports every module of its package the first time i
 asked for a name, so nothing else has to be edited.
 
 An installed package adds one through an entry point of the registry's group
-(`dffr.detectors`, `dffr.datasets`, `dffr.fusion`, `dffr.landmarks`): a module, whose
+(`dffr.detectors`, `dffr.datasets`, `dffr.fusion`, `dffr.landmarks`,
+`dffr.face_detectors`): a module, whose
 decorators register what it defines, or an object, registered under the entry point's
 name. Every command-line choice comes from the registries, so a plugin appears in every
 command at once. A plugin that fails to import is named in a warning, with its error.

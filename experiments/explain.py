@@ -33,9 +33,6 @@ from dffr.detectors.base import Detector
 from dffr.errors import DffrError
 
 METHODS = ("gradcam", "guided", "guided-gradcam")
-# Where the last-convolutional-block rule picks badly: Capsule's ten capsules branch off
-# the VGG front end, so its last convolution belongs to one capsule only.
-DEFAULT_LAYERS = {"Capsule": "vgg"}
 _TINY = 1e-30  # keeps log() finite when a probability underflows
 
 
@@ -98,7 +95,7 @@ class Explainer(ABC):
 
     def __init__(self, detector: Detector, layer: str | None) -> None:
         self.detector = detector
-        self.layer = layer or DEFAULT_LAYERS.get(detector.name) or self.default_layer()
+        self.layer = layer or detector.explain_layer or self.default_layer()
 
     @abstractmethod
     def default_layer(self) -> str:

@@ -13,18 +13,21 @@ checks the same before it trains anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
 
 from dffr.datasets.cache import INDEX, VIDEOS, read_settings, read_videos
+from dffr.datasets.preprocess import Settings
 from dffr.detectors.base import DETECTORS, DetectorConfig, checkpoint_path, model_file_problem
 from dffr.detectors.imagenet import WeightsFile, fetch_hint, reachable
 from dffr.errors import DffrError
 from dffr.experiments.spec import Experiment
 
 RATIO = 10  # a split whose classes differ more than this many times is worth a warning
+# a cache's keys in the YAML that are preprocessing settings, not database options
+MADE_WITH = tuple(f.name for f in fields(Settings))
 
 
 @dataclass
@@ -58,8 +61,20 @@ def check_cache(exp: Experiment, ddbb: str) -> list[str]:
         ]
     settings = read_settings(cache) or {}
     asked = exp.cache_options(ddbb)
-    made = settings.get("options")
     problems = []
+    for key in [k for k in asked if k in MADE_WITH]:  # how it was preprocessed
+        value = asked.pop(key)
+        if settings.get(key) is None:
+            problems.append(
+                f"{ddbb}: {cache} records no {key}, so {key}={value!r} cannot be checked"
+            )
+        elif _normal(settings[key]) != _normal(value):
+            problems.append(
+                f"{ddbb}: the experiment asks for {key}={value!r}, {cache} was made with "
+                f"{settings[key]!r}: preprocess it again with `--{key.replace('_', '-')} "
+                f"{value}`, or change the YAML"
+            )
+    made = settings.get("options")
     if asked and made is None:
         return [
             f"{ddbb}: {cache} was made before dffr recorded a database's options, so "

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from dffr.clickutil import RegistryChoice
 from dffr.errors import DffrError
 from dffr.images import read_image, write_image
+from dffr.regions.face_detection import FACE_DETECTORS
 from dffr.regions.landmarks import BACKENDS, LandmarkBackend, get_backend
 from dffr.regions.overlay import draw_overlay
 from dffr.regions.segment import MIN_FACE, detect_faces, segment_face
@@ -78,14 +79,26 @@ backend_option = click.option(
     type=RegistryChoice(BACKENDS),
     help="landmark backend",
 )
+face_detector_option = click.option(
+    "--face-detector",
+    default="hog",
+    show_default=True,
+    type=RegistryChoice(FACE_DETECTORS),
+    help="face detector the landmarks start from (see benchmarks/faces.py)",
+)
 min_face_option = click.option(
     "--min-face", default=MIN_FACE, show_default=True, help="smallest face width, pixels"
 )
 
 
-def _backend(ctx: click.Context, name: str, min_face: int) -> LandmarkBackend:
+def _backend(ctx: click.Context, name: str, min_face: int, face_detector: str) -> LandmarkBackend:
     try:
-        return get_backend(name, min_face=min_face, device=(ctx.obj or {}).get("device"))
+        return get_backend(
+            name,
+            min_face=min_face,
+            device=(ctx.obj or {}).get("device"),
+            face_detector=face_detector,
+        )
     except DffrError as e:
         raise click.ClickException(str(e)) from None
 
@@ -99,10 +112,11 @@ def _backend(ctx: click.Context, name: str, min_face: int) -> LandmarkBackend:
 @click.option("--all-faces", is_flag=True, help="every face, not only the largest")
 @click.option("--masks", is_flag=True, help="also write 0/255 masks in the input's pixel grid")
 @min_face_option
+@face_detector_option
 @click.pass_context
-def segment(ctx, images, out, size, scale, backend, all_faces, masks, min_face):
+def segment(ctx, images, out, size, scale, backend, all_faces, masks, min_face, face_detector):
     """Cut each face into entire / eyes / nose / mouth / rest region images."""
-    be = _backend(ctx, backend, min_face)
+    be = _backend(ctx, backend, min_face, face_detector)
     results = [
         segment_file(p, out, be, size, scale, all_faces, masks, min_face)
         for p in tqdm(images, desc="segment", unit="img", disable=len(images) < 2)
@@ -117,10 +131,11 @@ def segment(ctx, images, out, size, scale, backend, all_faces, masks, min_face):
 @backend_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per image (JSON Lines)")
 @min_face_option
+@face_detector_option
 @click.pass_context
-def landmarks(ctx, images, backend, as_json, min_face):
+def landmarks(ctx, images, backend, as_json, min_face, face_detector):
     """Print every face's box and 68 landmarks, per image."""
-    be = _backend(ctx, backend, min_face)
+    be = _backend(ctx, backend, min_face, face_detector)
     failures = []
     for p in images:
         try:

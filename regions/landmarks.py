@@ -1,8 +1,10 @@
 """Faces with 68 iBUG landmarks, and the registry of backends that find them.
 
 A backend answers two questions separately, so that a video pipeline can track a face
-box and skip detection: where are the faces (`find_faces`) and where are the 68 points
-inside a given box (`landmarks`).
+box and skip detection: where are the faces (`find_faces`, by the face detector chosen
+from `regions.face_detection`) and where are the 68 points inside a given box (`locate`).
+A landmark model was trained on one detector's boxes; boxes from another are redrawn as
+that one draws them before the points are placed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from dffr.regions.face_detection import HogFaceDetector
+from dffr.regions.face_detection import (
+    FACE_DETECTORS,
+    check_convertible,
+    convert,
+    get_face_detector,
+)
 from dffr.registry import Registry
 
 N_LANDMARKS = 68
@@ -55,9 +62,20 @@ class LandmarkBackend(ABC):
     """Finds faces and their 68 landmarks in RGB uint8 images."""
 
     locates: ClassVar[bool] = True  # finds faces itself (videos can be tracked with it)
+    expects: ClassVar[str] = "hog"  # the face detector whose boxes its model was trained on
 
-    def __init__(self, max_side: int = 1280, min_face: int = 24, device: str | None = None) -> None:
-        self.detector = HogFaceDetector(max_side=max_side, min_face=min_face)
+    def __init__(
+        self,
+        max_side: int | None = None,
+        min_face: int = 24,
+        device: str | None = None,
+        face_detector: str = "hog",
+    ) -> None:
+        self.face_detector = FACE_DETECTORS.canonical(face_detector)
+        check_convertible(self.face_detector, self.expects)
+        self.detector = get_face_detector(
+            face_detector, max_side=max_side, min_face=min_face, device=device
+        )
         self.device = device
 
     def find_faces(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -66,14 +84,18 @@ class LandmarkBackend(ABC):
 
     @abstractmethod
     def landmarks(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
-        """The (68, 2) landmarks of the face in each box."""
+        """The (68, 2) landmarks of the face in each box, drawn as `expects` draws them."""
+
+    def locate(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
+        """The (68, 2) landmarks of the face in each of the face detector's boxes."""
+        return self.landmarks(image, [convert(b, self.face_detector, self.expects) for b in boxes])
 
     def detect(self, image: np.ndarray, source: Path | None = None) -> list[Face]:
         """Every face in the image, largest first. `source` is the file, if any."""
         found = self.find_faces(image)
         if not found:
             return []
-        pts = self.landmarks(image, [box for box, _ in found])
+        pts = self.locate(image, [box for box, _ in found])
         faces = [Face(box, p, score) for (box, score), p in zip(found, pts, strict=True)]
         return sorted(faces, key=lambda f: -f.size)
 

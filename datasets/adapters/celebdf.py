@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, Option
 from dffr.datasets.splits import assign, identity_split
 
 FOLDERS = {
@@ -60,6 +60,13 @@ class CelebDF(Dataset):
     """Options: `protocol` "official" (default) or "disjoint" (see the module docstring)."""
 
     name = "CelebDF"
+    option_specs = (
+        Option(
+            "protocol",
+            "official (default: test = the official list, train/val = the rest) or "
+            "disjoint (no test identity trained on)",
+        ),
+    )
 
     def __init__(self, root, protocol: str = "official") -> None:
         super().__init__(root)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, Option
 from dffr.datasets.splits import assign
 
 METHODS = (
@@ -70,6 +70,15 @@ class FaceForensics(Dataset):
     comma list; default the paper's four), `splits` (folder of the split lists)."""
 
     name = "FaceForensics"
+    option_specs = (
+        Option("compression", "raw/c0, c23 (default), c40"),
+        Option(
+            "methods",
+            "comma list of manipulations (default: Deepfakes, Face2Face, FaceSwap, "
+            "NeuralTextures, the paper's)",
+        ),
+        Option("splits", "folder with the official train/val/test.json", path=True),
+    )
 
     def __init__(self, root, compression: str = "c23", methods=None, splits=None) -> None:
         super().__init__(root)

@@ -24,6 +24,7 @@ from dffr.datasets.base import (
     Dataset,
     DatasetError,
     Item,
+    Option,
 )
 from dffr.datasets.splits import assign
 
@@ -48,6 +49,7 @@ def walk_files(top: Path) -> Iterator[Path]:
 @DATASETS.register("folder")
 class Folder(Dataset):
     name = "folder"
+    option_specs = (Option("group", "regex naming a file's group (identity)"),)
 
     def __init__(self, root, group: str | None = None) -> None:
         super().__init__(root)

@@ -148,6 +148,9 @@ class Capsule(TorchDetector):
     name = "Capsule"
     default_lr = 5e-4
     arch = "vgg19"
+    # its ten capsules branch off the VGG front end, so its last convolution belongs to
+    # one capsule only: Grad-CAM explains the front end all capsules share
+    explain_layer = "vgg"
 
     def build(self) -> nn.Module:
         net = CapsuleNet()

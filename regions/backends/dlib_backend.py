@@ -13,7 +13,7 @@ from dffr.regions.landmarks import BACKENDS, LandmarkBackend
 
 @BACKENDS.register("dlib")
 class DlibBackend(LandmarkBackend):
-    """HOG face detector + dlib's ensemble-of-regression-trees 68-point predictor."""
+    """dlib's ensemble-of-regression-trees 68-point predictor, trained on HOG's boxes."""
 
     def __init__(self, model_path: str | Path | None = None, **kwargs) -> None:
         import dlib

@@ -1,8 +1,10 @@
 """FAN 2D landmarks (Bulat & Tzimiropoulos) through the `face-alignment` package.
 
-Faces are found with the same HOG detector as the dlib backend; FAN only places the
-points. Its weights are never downloaded here: they must already be in torch's hub
-cache, otherwise the error names the file and the folder to put it in.
+FAN places the points; faces are found by the chosen face detector, and FAN is given
+boxes drawn as dlib's HOG draws them (what this backend was tested with; S3FD's own
+boxes are not yet measured against the points). Its weights are never
+downloaded here: they must already be in torch's hub cache, otherwise the error names
+the file and the folder to put it in.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def fan_weights_path() -> tuple[Path, str]:
 
 @BACKENDS.register("face-alignment")
 class FaceAlignmentBackend(LandmarkBackend):
-    """HOG detector + 2D-FAN-4 heatmap regression (more robust to pose than dlib)."""
+    """2D-FAN-4 heatmap regression (more robust to pose than dlib)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -44,6 +44,18 @@ def read_dlib_xml(path: str | Path) -> list[tuple[Path, np.ndarray, np.ndarray]]
     return out
 
 
+def annotated_faces(folder: str | Path) -> list[tuple[Path, np.ndarray]]:
+    """(image, 68x2 points) of every annotated face under `folder`: each imglab XML set,
+    and each iBUG `.pts` file beside its image (the 300-W and Menpo layouts)."""
+    folder = Path(folder)
+    faces = [(p, pts) for xml in sorted(folder.rglob("*.xml")) for p, _, pts in read_dlib_xml(xml)]
+    for pts_file in sorted(folder.rglob("*.pts")):
+        images = [q for q in pts_file.parent.glob(pts_file.stem + ".*") if q.suffix != ".pts"]
+        if images:
+            faces.append((images[0], read_pts(pts_file)))
+    return faces
+
+
 def read_landmarks(path: str | Path) -> np.ndarray:
     """Read one or more faces' 68 landmarks from a file: shape (n_faces, 68, 2)."""
     p = Path(path)

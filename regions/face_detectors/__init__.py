@@ -1,0 +1,1 @@
+"""Face detectors: one module each, registered with `@FACE_DETECTORS.register(name)`."""
