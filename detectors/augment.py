@@ -83,6 +83,13 @@ class Augmented(Batches):
     def labels(self) -> np.ndarray:
         return self.data.labels
 
+    @property
+    def workers(self) -> int:
+        return self.data.workers
+
+    def seen(self, positions) -> None:
+        self.data.seen(positions)
+
     def images(self, positions, epoch: int = 0) -> np.ndarray:
         images = self.data.images(positions, epoch)
         rngs = [

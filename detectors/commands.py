@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dffr.clickutil import RegistryChoice
+from dffr.clickutil import RegistryChoice, workers_option
 from dffr.detectors.augment import AUGMENTATIONS, check_augment
 from dffr.detectors.base import DETECTORS, DetectorConfig
 from dffr.detectors.negatives import NEGATIVES
@@ -97,9 +97,11 @@ from dffr.regions.masks import REGIONS
     help="keep the last checkpoint after training, so --resume can extend it "
     "with more epochs (removed by default: it is several times the model's size)",
 )
+@workers_option
 @click.pass_context
 def train_cmd(
     ctx,
+    workers,
     detector,
     region,
     cache,
@@ -154,6 +156,7 @@ def train_cmd(
             resume=resume,
             keep_checkpoint=keep_checkpoint,
             device=(ctx.obj or {}).get("device"),
+            workers=workers,
         )
     except DffrError as e:
         raise click.ClickException(str(e)) from None

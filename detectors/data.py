@@ -2,8 +2,8 @@
 
 `RegionData` holds index rows of one split and serves batches of one region's images.
 With `negatives` set, only the real faces are used, each once as itself (label 0) and
-once as a fake synthesised from it (label 1). Every index row it reads is recorded in
-`touched`, so a test can prove that training never looked at test rows.
+once as a fake synthesised from it (label 1). Every index row of a batch it hands out is
+recorded in `touched`, so a test can prove that training never looked at test rows.
 """
 
 from __future__ import annotations
@@ -18,20 +18,32 @@ import pandas as pd
 
 from dffr.datasets.cache import read_index
 from dffr.detectors.negatives import NEGATIVES
+from dffr.feed import feed
 from dffr.images import read_image
 from dffr.regions.masks import cut_regions
 
 
+def _images(data: Batches, task: tuple[np.ndarray, int]) -> np.ndarray:
+    return data.images(*task)
+
+
 class Batches:
-    """Seeded, shuffled, rank-sharded batches over anything with `labels` and `images`."""
+    """Seeded, shuffled, rank-sharded batches over anything with `labels` and `images`.
+
+    With `workers` > 0 the images are made in that many processes, a few batches ahead,
+    in the same order (`dffr.feed`): the same batches whatever the number."""
 
     seed: int = 0
+    workers: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def images(self, positions, epoch: int = 0) -> np.ndarray:
         raise NotImplementedError
+
+    def seen(self, positions) -> None:
+        """Called, in this process, with the positions of every batch handed out."""
 
     def batches(
         self, batch: int, shuffle: bool = False, epoch: int = 0, part: tuple[int, int] = (0, 1)
@@ -44,9 +56,11 @@ class Batches:
         if world > 1:  # equal shares (padded by repetition) keep the ranks in step
             order = np.resize(order, -(-len(order) // world) * world)[rank::world]
         labels = self.labels
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
-            yield self.images(idx, epoch), labels[idx]
+        chunks = [order[start : start + batch] for start in range(0, len(order), batch)]
+        tasks = [(idx, epoch) for idx in chunks]
+        for idx, images in zip(chunks, feed(_images, self, tasks, self.workers), strict=True):
+            self.seen(idx)
+            yield images, labels[idx]
 
 
 class ArrayData(Batches):
@@ -102,13 +116,16 @@ class RegionData(Batches):
         )
         return hashlib.sha256(f"{self.negatives}\n{key}".encode()).hexdigest()[:16]
 
+    def seen(self, positions) -> None:
+        ids = self.rows["row_id"].to_numpy()
+        self.touched.update(int(ids[self._samples[int(p)][0]]) for p in positions)
+
     def images(self, positions, epoch: int = 0) -> np.ndarray:
         """uint8 (n, H, W, 3) region images of the given sample positions."""
         out = []
         for p in positions:
             i, synth = self._samples[int(p)]
             row = self.rows.iloc[i]
-            self.touched.add(int(row["row_id"]))
             crop = read_image(self.cache / row["face"])
             if synth:  # a new fake each epoch, the same one for a given (seed, epoch, face)
                 rng = np.random.default_rng([self.seed, epoch, int(row["row_id"])])

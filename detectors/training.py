@@ -65,8 +65,11 @@ def train(
     resume: bool = False,
     keep_checkpoint: bool = False,
     device: str | None = None,
+    workers: int = 0,
 ) -> TrainResult:
-    """Train one detector on one region of a cached database; returns the trained model."""
+    """Train one detector on one region of a cached database; returns the trained model.
+    `workers` threads read the crops and cut the regions (`dffr.feed`): the same
+    batches, so the same weights for a seed, whatever their number."""
     from dffr.detectors.torch_detector import TorchDetector, distributed
 
     cache, out = Path(cache), Path(out)
@@ -87,6 +90,7 @@ def train(
         val_data = RegionData.from_cache(
             cache, "val", config.region, seed=config.seed + 1, negatives=config.negatives
         )
+    train_data.workers = val_data.workers = workers
     if not config.ddbb:
         config.ddbb = str(train_data.rows["ddbb"].iloc[0])
     weights = model_path(out, config.detector, config.ddbb, config.region)

@@ -47,3 +47,17 @@ class RegistryChoice(click.ParamType):
             return self.registry.canonical(value)
         except KeyError as e:
             self.fail(str(e).strip("'\""), param, ctx)
+
+
+def workers_option(command):
+    """`--workers N`: threads that read crops and cut regions while the networks run."""
+    from dffr.feed import default_workers
+
+    return click.option(
+        "--workers",
+        default=default_workers(),
+        show_default="the cores available",
+        type=click.IntRange(min=0),
+        help="threads reading crops and cutting regions while the networks run (0: none); "
+        "results are the same whatever the number",
+    )(command)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dffr.clickutil import workers_option
 from dffr.errors import DffrError
 from dffr.regions.masks import REGIONS
 
@@ -69,9 +70,10 @@ def selected(detectors: str | None, regions: str | None) -> tuple[tuple, tuple]:
     "fusion fits only on val rows whose name is the models' training database",
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path))
+@workers_option
 @click.pass_context
 def score_cmd(
-    ctx, cache, models, train_ddbb, detectors, regions, split, batch, tta, test_ddbb, out
+    ctx, cache, models, train_ddbb, detectors, regions, split, batch, tta, test_ddbb, out, workers
 ):
     """Score every (detector, region) model on a cached split -> scores.parquet."""
     from dffr.experiments.scoring import parse_tta, score
@@ -94,6 +96,7 @@ def score_cmd(
             batch=batch,
             tta=views,
             test_ddbb=test_ddbb,
+            workers=workers,
         )
     except DffrError as e:
         raise click.ClickException(str(e)) from None
@@ -174,8 +177,9 @@ def evaluate_cmd(scores, level, split, bootstrap, no_face_score, out):
     help="check everything and print the plan (data, models, ImageNet files, fusion, "
     "warnings) without training; exit status 1 when the run would stop",
 )
+@workers_option
 @click.pass_context
-def experiment_cmd(ctx, spec, out, dry_run):
+def experiment_cmd(ctx, spec, out, dry_run, workers):
     """Run an experiment (YAML): train, score and fuse what is missing; write the tables."""
     from dffr.experiments.runner import Experiment, run
 
@@ -189,7 +193,7 @@ def experiment_cmd(ctx, spec, out, dry_run):
             if p.errors:
                 raise SystemExit(1)
             return
-        written = run(exp, out, device=(ctx.obj or {}).get("device"))
+        written = run(exp, out, device=(ctx.obj or {}).get("device"), workers=workers)
     except DffrError as e:
         raise click.ClickException(str(e)) from None
     for name in ("intra", "inter"):

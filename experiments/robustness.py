@@ -125,6 +125,7 @@ def robustness(
     video_level: bool = False,
     bootstrap: int = 0,
     progress: bool = True,
+    workers: int = 0,
 ) -> RobustnessReport:
     """Re-score the `split` rows of `scores_from` under each (perturbation, level) of
     `levels` (see `sweep_levels`); write the perturbed scores, tables and plots to `out`."""
@@ -177,6 +178,7 @@ def robustness(
                         tta,
                         progress=progress,
                         desc="unperturbed",
+                        workers=workers,
                     )
                     report.mismatch = _mismatch(reference, rows, test)
                 values = {k: reference[k] for k in pending}
@@ -190,6 +192,7 @@ def robustness(
                     degrade=functools.partial(_degrade, name, level, seed),
                     progress=progress,
                     desc=f"{name} {level:g}",
+                    workers=workers,
                 )
             new = _rows(rows, values, name, level, test_ddbb, tta, cache, models)
             previous = pd.concat([previous, new], ignore_index=True) if len(previous) else new

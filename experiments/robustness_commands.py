@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dffr.clickutil import workers_option
 from dffr.errors import DffrError
 from dffr.fusion.fuse import OVER
 from dffr.perturbations import PERTURBATIONS
@@ -96,9 +97,11 @@ def _fusion(values: tuple[str, ...], subset: str | None, norm: str) -> list[dict
 @click.option("--video-level", is_flag=True, help="metrics per video (mean of its frames)")
 @click.option("--bootstrap", default=0, show_default=True, help="resamples for 95% intervals")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
+@workers_option
 @click.pass_context
 def robustness_cmd(
     ctx,
+    workers,
     scores_from,
     cache,
     models,
@@ -137,6 +140,7 @@ def robustness_cmd(
             seed=seed,
             video_level=video_level,
             bootstrap=bootstrap,
+            workers=workers,
         )
     except DffrError as e:
         raise click.ClickException(str(e)) from None

@@ -91,8 +91,11 @@ def initialisations(models: Path, results: pd.DataFrame, fused: pd.DataFrame) ->
     return results.assign(init=kinds, init_files=files)
 
 
-def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str, Path]:
-    """Run what is missing; write scores, fused scores, tables and pictures to `out`."""
+def run(
+    exp: Experiment, out: str | Path, device: str | None = None, workers: int = 0
+) -> dict[str, Path]:
+    """Run what is missing; write scores, fused scores, tables and pictures to `out`.
+    `workers` threads feed training and scoring (see `dffr.feed`)."""
     from dffr.detectors.training import train
     from dffr.experiments.metrics import evaluate
     from dffr.experiments.plots import methods_figure, roc_figure
@@ -129,6 +132,7 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
                     models,
                     resume=True,
                     device=device,
+                    workers=workers,
                 )
         for db in exp.train:
             splits = [(db, "val")] if exp.needs_val() else []
@@ -144,6 +148,7 @@ def run(exp: Experiment, out: str | Path, device: str | None = None) -> dict[str
                     device=device,
                     test_ddbb=test_db,
                     tta=exp.tta,
+                    workers=workers,
                 )
         scores = read_scores(scores_path)
         fused = [fuse(scores, f.over, f.rule, f.subset, f.norm) for f in exp.fusion]

@@ -37,6 +37,7 @@ from dffr.datasets.cache import read_index, read_videos
 from dffr.detectors.base import PAPER_DETECTORS, Detector, load_models, model_path
 from dffr.detectors.imagenet import file_digest
 from dffr.errors import DffrError
+from dffr.feed import feed
 from dffr.images import read_image
 from dffr.locks import beside, locked
 from dffr.perturbations import hflip, perturb
@@ -129,6 +130,11 @@ def _region_batches(cache: Path, rows: pd.DataFrame, regions: set[str], degrade:
     return {r: np.stack(v) for r, v in out.items()}
 
 
+def _region_block(state, block: tuple[int, int]) -> dict[str, np.ndarray]:
+    cache, rows, regions, degrade = state
+    return _region_batches(cache, rows.iloc[block[0] : block[1]], regions, degrade)
+
+
 def predict_frames(
     cache: Path,
     rows: pd.DataFrame,
@@ -138,17 +144,19 @@ def predict_frames(
     degrade: Degrade | None = None,
     progress: bool = True,
     desc: str = "score",
+    workers: int = 0,
 ) -> dict[Hashable, np.ndarray]:
     """{key: P(fake) of each index row} for `models` = {key: (detector, its region)}.
 
-    Each crop is read once and cut into the regions the models need;
-    `degrade(crop, landmarks, row)` may perturb it (and move its landmarks) first."""
+    Each crop is read once and cut into the regions the models need, in `workers`
+    processes while the models run (see `dffr.feed`); `degrade(crop, landmarks, row)`
+    (picklable, with workers) may perturb it (and move its landmarks) first."""
     views = tta_views(tta)
     needed = {region for _, region in models.values()}
     parts: dict[Hashable, list[np.ndarray]] = {k: [] for k in models}
-    blocks = range(0, len(rows), batch)
-    for start in tqdm(blocks, desc=desc, unit="batch", disable=not progress):
-        images = _region_batches(cache, rows.iloc[start : start + batch], needed, degrade)
+    blocks = [(start, start + batch) for start in range(0, len(rows), batch)]
+    made = feed(_region_block, (cache, rows, needed, degrade), blocks, workers)
+    for images in tqdm(made, total=len(blocks), desc=desc, unit="batch", disable=not progress):
         for key, (model, region) in models.items():
             parts[key].append(predict_views(model, images[region], views, batch))
     return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
@@ -216,11 +224,13 @@ def score(
     progress: bool = True,
     test_ddbb: str | None = None,
     tta=(),
+    workers: int = 0,
 ) -> ScoreReport:
     """Score the `split` frames of a cache with the models trained on `train_ddbb`.
 
     `test_ddbb` names the cached database in the rows (default: the cache's own);
-    `tta` lists test-time views (hflip, rotateN) whose scores are averaged in."""
+    `tta` lists test-time views (hflip, rotateN) whose scores are averaged in; `workers`
+    processes read the crops (0: this one), with the same scores whatever their number."""
     cache, out = Path(cache), Path(out)
     label = tta_label(tta)
     index = read_index(cache, split)
@@ -284,6 +294,7 @@ def score(
                 tta,
                 progress=progress,
                 desc=f"score {test_ddbb} {split}",
+                workers=workers,
             )
             if len(index)
             else {k: np.zeros(0) for k in loaded}
