@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_curve
 
 from dffr import __version__
 from dffr.detectors.augment import augmented
@@ -135,6 +136,10 @@ def train(
         finally:
             log.close()
         if rank == 0:
+            scores, labels = [], []
+            for x, y in val_data.batches(config.batch):
+                scores.append(det.predict(x, config.batch))
+                labels.append(y)
             meta = {
                 "config": config.to_dict(),
                 "detector": det.name,
@@ -142,6 +147,9 @@ def train(
                 "normalisation": det.normalisation,
                 "labels": LABELS,
                 "val_auc": det.val_auc,
+                "threshold": eer_threshold(
+                    np.concatenate([[], *labels]), np.concatenate([[], *scores])
+                ),
                 "init": det.init,
                 "data": {
                     "cache": str(cache),
@@ -157,6 +165,21 @@ def train(
             if not keep_checkpoint:
                 _remove_checkpoint(ckpt)
         return TrainResult(det, weights, det.val_auc, train_data, val_data)
+
+
+def eer_threshold(labels: np.ndarray, scores: np.ndarray) -> dict | None:
+    """The model's decision threshold, chosen on validation faces: P(fake) where the
+    false-alarm and miss rates meet (the equal error rate). None without both classes."""
+    if len(set(labels.tolist())) < 2:
+        return None
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    i = int(np.argmin(np.abs((1 - tpr) - fpr)))
+    return {
+        "value": float(min(thresholds[i], 1.0)),  # roc_curve's first threshold is inf
+        "rule": "equal error rate on val",
+        "eer": float((fpr[i] + 1 - tpr[i]) / 2),
+        "faces": int(len(labels)),
+    }
 
 
 def save_model(det: Detector, weights: Path, meta: dict) -> None:

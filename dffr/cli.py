@@ -9,7 +9,9 @@ import click
 
 from dffr.clickutil import Commands
 from dffr.datasets.commands import merge_cache_cmd, preprocess_cmd, regions_cmd
+from dffr.detect_commands import detect_cmd, serve_cmd
 from dffr.detectors.commands import train_cmd
+from dffr.detectors.models_commands import models_cmd
 from dffr.detectors.weights_commands import weights_cmd
 from dffr.device import resolve_device
 from dffr.errors import DffrError
@@ -116,6 +118,9 @@ for command in (
     regions_cmd,
     train_cmd,
     weights_cmd,
+    models_cmd,
+    detect_cmd,
+    serve_cmd,
     score_cmd,
     fuse_cmd,
     evaluate_cmd,

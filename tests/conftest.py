@@ -3,7 +3,9 @@ photographs that ship with scikit-image, and a place to report measured figures.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +220,22 @@ def score_table(
                 )
             )
     return pd.DataFrame(rows)
+
+
+@contextlib.contextmanager
+def served(folder: Path, handler=None) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 (a free port) serving `folder`; yields its base URL."""
+    import http.server
+    import threading
+    from functools import partial
+
+    handler = handler or http.server.SimpleHTTPRequestHandler
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(handler, directory=str(folder))
+    )
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -23,6 +23,8 @@ from dffr.regions.backends.given import annotated_faces
 from dffr.regions.face_detection import FACE_DETECTORS, convert, get_face_detector
 from dffr.regions.landmarks import landmark_box
 
+from .conftest import served
+
 
 def frames_of(path, n):
     cap = cv2.VideoCapture(str(path))
@@ -144,9 +146,6 @@ def test_the_cache_records_the_face_detector_and_refuses_another(tmp_path, place
 
 def test_s3fd_weights_are_fetched_hash_checked_and_loaded(tmp_path, monkeypatch):
     import hashlib
-    import http.server
-    import threading
-    from functools import partial
 
     from face_alignment.detection.sfd.net_s3fd import s3fd
 
@@ -156,33 +155,25 @@ def test_s3fd_weights_are_fetched_hash_checked_and_loaded(tmp_path, monkeypatch)
     with pytest.raises(MissingWeightsError, match="dffr weights fetch --face-detectors sfd"):
         get_face_detector("sfd")
     # a stand-in for the published file: S3FD's own layout, random weights
-    served = tmp_path / "served"
-    served.mkdir()
+    served_dir = tmp_path / "served"
+    served_dir.mkdir()
     torch.manual_seed(0)
-    staged = served / "staged.pth"
+    staged = served_dir / "staged.pth"
     torch.save(s3fd().state_dict(), staged)
     name = f"s3fd-{hashlib.sha256(staged.read_bytes()).hexdigest()[:10]}.pth"
-    staged.rename(served / name)
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    )
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setenv("DFFR_WEIGHTS_MIRROR", url)
-    try:
+    staged.rename(served_dir / name)
+    with served(served_dir) as url:
+        monkeypatch.setenv("DFFR_WEIGHTS_MIRROR", url)
         monkeypatch.setattr(sfd, "URL", f"https://example.org/{name}")
         r = CliRunner().invoke(
             main, ["weights", "fetch", "--detectors", "none", "--face-detectors", "sfd"]
         )
-        assert r.exit_code == 0, r.output
-        path = tmp_path / "torch" / "hub" / "checkpoints" / name
-        assert path.is_file() and f"fetched: {path} (face detector sfd)" in r.output
-        det = get_face_detector("sfd")
-        found = det.search(np.zeros((64, 64, 3), np.uint8), 1.0)  # random weights: runs
-        assert all(len(b) == 4 and 0 <= s <= 1 for b, s in found)
-        path.write_bytes(b"tampered")
-        with pytest.raises(MissingWeightsError, match="not the published S3FD file"):
-            get_face_detector("sfd")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    assert r.exit_code == 0, r.output
+    path = tmp_path / "torch" / "hub" / "checkpoints" / name
+    assert path.is_file() and f"fetched: {path} (face detector sfd)" in r.output
+    det = get_face_detector("sfd")
+    found = det.search(np.zeros((64, 64, 3), np.uint8), 1.0)  # random weights: runs
+    assert all(len(b) == 4 and 0 <= s <= 1 for b, s in found)
+    path.write_bytes(b"tampered")
+    with pytest.raises(MissingWeightsError, match="not the published S3FD file"):
+        get_face_detector("sfd")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import inspect
-import threading
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,8 @@ from dffr.detectors.imagenet import (
     torch_weights,
 )
 from dffr.errors import MissingWeightsError
+
+from .conftest import served
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -59,14 +59,8 @@ def server(tmp_path, monkeypatch):
     monkeypatch.delenv(MIRROR_ENV, raising=False)
     folder = tmp_path / "served"
     folder.mkdir()
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(_Handler, directory=str(folder))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with served(folder, _Handler) as url:
+        yield folder, url
 
 
 @pytest.fixture
