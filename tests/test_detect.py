@@ -113,6 +113,17 @@ def _umask() -> int:
     return old
 
 
+def test_folders_are_searched_for_images_and_videos(photo, face_video, tmp_path):
+    from dffr.detect import inputs
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "clip.MP4").write_bytes(face_video.read_bytes())
+    (tmp_path / "a" / "face.png").write_bytes(photo.read_bytes())
+    (tmp_path / "a" / "notes.txt").write_text("skipped: not a media file")
+    got = inputs([tmp_path / "a", photo])
+    assert got == [tmp_path / "a" / "b" / "clip.MP4", tmp_path / "a" / "face.png", photo]
+
+
 def test_what_cannot_be_followed_is_refused(models):
     with pytest.raises(DffrError, match="learns from labelled validation scores"):
         Models(models, "CelebDF", fusion="logistic")

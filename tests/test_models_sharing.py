@@ -85,6 +85,12 @@ def test_a_pulled_set_gives_the_same_scores(packed, models, cache, tmp_path):
         tables.append(pd.read_parquet(out))
     a, b = tables
     assert a["score"].equals(b["score"]) and a["model"].equals(b["model"])
+    # and `dffr detect` takes the pulled set as it is
+    from dffr.detect import Models
+
+    image = next(cache.rglob("*.png"))
+    here, there = Models(models, "CelebDF")(image), Models(pulled, "CelebDF")(image)
+    assert here.faces and [f.to_dict() for f in here.faces] == [f.to_dict() for f in there.faces]
 
 
 def test_a_tampered_set_is_refused_naming_the_file_and_nothing_is_placed(packed, tmp_path):

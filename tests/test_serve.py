@@ -159,3 +159,26 @@ def test_an_upload_beyond_the_limit_is_refused(server, tmp_path):
         urllib.request.urlopen(req)
     assert e.value.code == 413
     assert "larger than the 1 MB this server takes" in e.value.read().decode()
+
+
+def test_a_video_upload_reports_progress_and_its_timeline(server, face_video):
+    import urllib.request
+
+    body = b'--x\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\n\r\n'
+    body += face_video.read_bytes() + b"\r\n--x--\r\n"
+    req = urllib.request.Request(
+        server + "detect", body, {"Content-Type": "multipart/form-data; boundary=x"}
+    )
+    job = json.loads(urllib.request.urlopen(req).read())["id"]
+    seen = []
+    for _ in range(600):
+        state = json.loads(urllib.request.urlopen(f"{server}jobs/{job}").read())
+        seen.append(state["progress"])
+        if state["state"] == "done":
+            break
+        time.sleep(0.05)
+    assert state["state"] == "done" and state["error"] == "" and seen[-1] == 1.0
+    assert seen == sorted(seen)
+    assert (
+        "clip.mp4 (video)" in state["html"] and "P(fake) over the sampled frames" in state["html"]
+    )
