@@ -47,7 +47,8 @@ def dataset_options(command):
     for option, users in sorted(specs.items(), reverse=True):
         kind = click.Path(path_type=Path) if users[0][1].path else str
         text = "; ".join(f"{name}: {spec.help}" for name, spec in users)
-        command = click.option(f"--{option}", default=None, type=kind, help=text)(command)
+        flag = f"--{option.replace('_', '-')}"  # click passes it back as `option`
+        command = click.option(flag, default=None, type=kind, help=text)(command)
     return command
 
 

@@ -96,4 +96,5 @@ def test_every_database_option_is_a_keyword_of_its_adapter_and_a_command_option(
         keywords = set(inspect.signature(cls.__init__).parameters) - {"self", "root"}
         assert {o.name for o in cls.option_specs} == keywords, name
         for option in cls.option_specs:
-            assert f"--{option.name}" in help_text and f"{name}:" in help_text
+            flag = f"--{option.name.replace('_', '-')}"
+            assert flag in help_text and f"{name}:" in help_text
