@@ -161,13 +161,15 @@ def test_an_upload_beyond_the_limit_is_refused(server, tmp_path):
     assert "larger than the 1 MB this server takes" in e.value.read().decode()
 
 
-def test_a_video_upload_reports_progress_and_its_timeline(server, face_video):
+def _post(server: str, name: str, data: bytes) -> tuple[dict, list[float]]:
+    """Upload through the page's API and wait: (the finished job, the progress seen)."""
     import urllib.request
 
-    body = b'--x\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\n\r\n'
-    body += face_video.read_bytes() + b"\r\n--x--\r\n"
+    body = f'--x\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'
     req = urllib.request.Request(
-        server + "detect", body, {"Content-Type": "multipart/form-data; boundary=x"}
+        server + "detect",
+        body.encode() + data + b"\r\n--x--\r\n",
+        {"Content-Type": "multipart/form-data; boundary=x"},
     )
     job = json.loads(urllib.request.urlopen(req).read())["id"]
     seen = []
@@ -177,6 +179,22 @@ def test_a_video_upload_reports_progress_and_its_timeline(server, face_video):
         if state["state"] == "done":
             break
         time.sleep(0.05)
+    return state, seen
+
+
+def test_an_image_without_a_face_gets_a_clear_message(server):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (90, 120, 200)).save(buf, format="PNG")
+    state, _ = _post(server, "sky.png", buf.getvalue())
+    assert state["state"] == "done" and "no face found in the 1 sampled frame(s)" in state["error"]
+
+
+def test_a_video_upload_reports_progress_and_its_timeline(server, face_video):
+    state, seen = _post(server, "clip.mp4", face_video.read_bytes())
     assert state["state"] == "done" and state["error"] == "" and seen[-1] == 1.0
     assert seen == sorted(seen)
     assert (
