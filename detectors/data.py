@@ -30,7 +30,7 @@ def _images(data: Batches, task: tuple[np.ndarray, int]) -> np.ndarray:
 class Batches:
     """Seeded, shuffled, rank-sharded batches over anything with `labels` and `images`.
 
-    With `workers` > 0 the images are made in that many processes, a few batches ahead,
+    With `workers` > 0 the images are made in that many threads, a few batches ahead,
     in the same order (`dffr.feed`): the same batches whatever the number."""
 
     seed: int = 0
