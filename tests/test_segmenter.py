@@ -160,3 +160,18 @@ def test_device_selection(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_masking_takes_any_array_layout():
+    """apply_mask is OpenCV's masked copy; views (a flip, Fortran order, a stride) are
+    what perturbations and augmentations hand it, and must give np.where's result."""
+    from dffr.regions.masks import apply_mask
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for view in (image, image[:, ::-1], np.asfortranarray(image), image[::2, ::2]):
+        mask = rng.random(view.shape[:2]) > 0.5
+        assert np.array_equal(apply_mask(view, mask), np.where(mask[..., None], view, 0))
+    deep = rng.integers(0, 65536, (20, 30), dtype=np.uint16)  # one channel, 16 bits
+    mask = rng.random(deep.shape) > 0.5
+    assert np.array_equal(apply_mask(deep, mask), np.where(mask, deep, 0))
