@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dffr.datasets.tracking import overlap
-from dffr.datasets.video import read_frames, sample_indices
+from dffr.datasets.video import read_frames
 from dffr.images import read_image
 from dffr.perturbations import perturb
 from dffr.regions import get_backend
@@ -38,15 +38,7 @@ def darken(frame: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def video_frames(paths: list[Path], n: int) -> list[np.ndarray]:
-    out = []
-    for p in paths:
-        import cv2
-
-        cap = cv2.VideoCapture(str(p))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cap.release()
-        out += [f for _, f in read_frames(p, indices=sample_indices(total, n))]
-    return out
+    return [f for p in paths for _, f in read_frames(p, n)]
 
 
 def sets(n: int) -> dict[str, list[np.ndarray]]:

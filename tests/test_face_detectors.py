@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 
 from dffr.cli import main
 from dffr.datasets.tracking import overlap
-from dffr.datasets.video import read_frames, sample_indices
+from dffr.datasets.video import read_frames
 from dffr.errors import DffrError, MissingWeightsError
 from dffr.images import read_image
 from dffr.perturbations import perturb
@@ -27,10 +26,7 @@ from .conftest import served
 
 
 def frames_of(path, n):
-    cap = cv2.VideoCapture(str(path))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
-    return [f for _, f in read_frames(path, indices=sample_indices(total, n))]
+    return [f for _, f in read_frames(path, n)]
 
 
 @pytest.fixture(scope="module")
