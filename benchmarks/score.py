@@ -82,12 +82,12 @@ def main() -> None:
         f"input {args.size} px"
     )
 
-    state = (cache, rows, set(REGIONS), None)
-    blocks = [(s, s + args.batch) for s in range(0, len(rows), args.batch)]
+    state = (cache, set(REGIONS), None)
+    blocks = [rows.iloc[s : s + args.batch] for s in range(0, len(rows), args.batch)]
     print("input pipeline alone (read crop, cut 5 regions):")
     for w in counts:
         t = time.perf_counter()
-        n = sum(len(b["entire"]) for b in feed(_region_block, state, blocks, w))
+        n = sum(len(b["entire"]) for _, b in feed(_region_block, state, blocks, w))
         dt = time.perf_counter() - t
         print(f"  {w} worker(s): {n / dt:7.1f} frames/s, {5 * n / dt:7.1f} region images/s")
 
@@ -96,14 +96,14 @@ def main() -> None:
         for region in REGIONS:
             cfg = DetectorConfig(det, region=region, input_size=args.size, pretrained=False)
             models[(det, region)] = (build_detector(cfg, "cpu"), region)
-    sample = next(feed(_region_block, state, blocks[:1], 0))
+    _, sample = next(feed(_region_block, state, blocks[:1], 0))
     bare = sum(bare_seconds(m, sample[r]) for m, r in models.values()) / len(sample["entire"])
     print(f"bare networks, {len(models)} models: {1 / bare:7.2f} frames/s")
     scored = rows.iloc[: args.scored]
-    predict_frames(cache, scored.iloc[: args.batch], models, args.batch, progress=False)
+    predict_frames(cache, scored.iloc[: args.batch], models, batch=args.batch, progress=False)
     for w in counts:
         t = time.perf_counter()
-        predict_frames(cache, scored, models, args.batch, progress=False, workers=w)
+        predict_frames(cache, scored, models, batch=args.batch, progress=False, workers=w)
         fps = len(scored) / (time.perf_counter() - t)
         print(f"score, {w} worker(s): {fps:7.2f} frames/s, {fps * bare:.2f} of the bare networks")
 

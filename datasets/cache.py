@@ -21,13 +21,16 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dffr.atomic import TMP_PREFIX, replaced
@@ -35,7 +38,7 @@ from dffr.atomic import write_bytes as atomic_write_bytes
 from dffr.errors import DffrError
 from dffr.locks import locked
 from dffr.regions.masks import cut_regions
-from dffr.tables import read_table
+from dffr.tables import iter_table, read_table
 
 log = logging.getLogger(__name__)
 
@@ -356,13 +359,19 @@ def merge_caches(out: str | Path, sources: list[str | Path]) -> tuple[int, int]:
         return build_index(out)
 
 
-def read_index(cache: str | Path, split: str | None = None) -> pd.DataFrame:
-    """The cache's index as a DataFrame (landmarks as (68, 2) arrays)."""
+INDEX_NEEDS = ("video", "frame", "label", "split", "face", "landmarks", "matrix")
+
+
+def _index_path(cache: str | Path) -> Path:
     path = Path(cache) / INDEX
     if not path.is_file():
         raise DffrError(f"{path} not found: run `dffr preprocess` (or `dffr merge-cache`)")
-    needs = ("video", "frame", "label", "split", "face", "landmarks", "matrix")
-    df = read_table(path, needs, "cache index", _reindex_hint(cache))
+    return path
+
+
+def _index_rows(df: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    """Index rows of `split` as the stages use them: the columns of newer caches filled
+    in for older ones, landmarks as (68, 2) and matrices as (2, 3) arrays."""
     if split:
         df = df[df["split"] == split].reset_index(drop=True)
     for column, value in ROW_DEFAULTS.items():  # an index written before these columns
@@ -375,11 +384,78 @@ def read_index(cache: str | Path, split: str | None = None) -> pd.DataFrame:
     return df
 
 
+def read_index(cache: str | Path, split: str | None = None) -> pd.DataFrame:
+    """The cache's index as a DataFrame (landmarks as (68, 2) arrays)."""
+    path = _index_path(cache)
+    return _index_rows(read_table(path, INDEX_NEEDS, "cache index", _reindex_hint(cache)), split)
+
+
+def iter_index(
+    cache: str | Path, split: str | None = None, rows: int = 4096
+) -> Iterator[pd.DataFrame]:
+    """The rows of `read_index`, in the index's order, a row group of at most `rows` at a
+    time: a stage that goes through a database once holds one chunk, however large."""
+    path = _index_path(cache)
+    for part in iter_table(path, INDEX_NEEDS, "cache index", _reindex_hint(cache), rows=rows):
+        chunk = _index_rows(part, split)
+        if len(chunk):
+            yield chunk
+
+
+def count_index(cache: str | Path, split: str | None = None) -> int:
+    """How many index rows `split` has, read from its `split` column alone."""
+    path = _index_path(cache)
+    try:
+        column = pq.read_table(path, columns=["split"]).column("split")
+    except Exception as e:
+        hint = _reindex_hint(cache)
+        raise DffrError(f"{path}: not a readable cache index ({e}); {hint}") from None
+    return len(column) if not split else int(pc.sum(pc.equal(column, split)).as_py() or 0)
+
+
+class _Crops:
+    """Decoded face crops kept in memory, up to `budget` bytes, so that training's epochs
+    and the models of a study decode each crop once. Crops are kept in the order they are
+    first read until the budget is spent (with shuffled epochs an evicting cache would
+    only churn); a file changed on disk since it was read is read again. The arrays are
+    read-only: they are shared."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used = budget, 0
+        self.kept: dict[tuple, np.ndarray] = {}
+        self.lock = threading.Lock()
+
+    def read(self, path: Path) -> np.ndarray:
+        from dffr.images import read_image
+
+        try:
+            st = path.stat()
+            key = (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None  # not there: read_image says so
+        crop = self.kept.get(key)
+        if crop is None:
+            crop = read_image(path)
+            crop.flags.writeable = False
+            with self.lock:
+                if key is not None and self.used + crop.nbytes <= self.budget:
+                    self.kept[key] = crop
+                    self.used += crop.nbytes
+        return crop
+
+
+_CROPS = _Crops(int(float(os.environ.get("DFFR_CROP_CACHE_MB", "1024")) * 2**20))
+
+
+def read_crop(path: str | Path) -> np.ndarray:
+    """A cached face crop (read-only RGB uint8), decoded once per process while the
+    crop memory budget lasts ($DFFR_CROP_CACHE_MB, default 1024; 0: never kept)."""
+    return _CROPS.read(Path(path))
+
+
 def region_image(cache: str | Path, row, region: str) -> np.ndarray:
     """One cached face's region image, cut on the fly from its crop and landmarks."""
-    from dffr.images import read_image
-
-    crop = read_image(Path(cache) / row["face"])
+    crop = read_crop(Path(cache) / row["face"])
     return cut_regions(crop, row["landmarks"], (region,))[region]
 
 

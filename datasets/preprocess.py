@@ -148,7 +148,7 @@ def process_video(item: Item, root: Path, cache: Path, settings: Settings, backe
                 frames = read_frames(path, indices=indices)
             else:  # from the frames that exist, whatever the header says
                 originals, frames = None, read_frames(path, settings.frames)
-            for idx, frame in frames:
+            for idx, frame, faces in tracker.track(frames):
                 sampled.append(idx)
                 original = next(originals) if originals is not None else None
                 if frame is None:
@@ -159,7 +159,6 @@ def process_video(item: Item, root: Path, cache: Path, settings: Settings, backe
                     why.append(f"original {item.original} has another frame size")
                     original = None
                 kept = 0
-                faces = tracker(frame)
                 if not faces:
                     fail(idx, "no face found")
                 for track, face in faces:

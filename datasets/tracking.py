@@ -15,9 +15,12 @@ largest face starts a new track: a switch to another person is never one track.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import islice
+
 import numpy as np
 
-from dffr.regions.face_detection import FaceDetector
+from dffr.regions.face_detection import FaceDetector, Found
 from dffr.regions.landmarks import Face, LandmarkBackend
 
 MAX_MISSES = 3  # sampled frames a lost face may stay lost and still be re-acquired
@@ -57,7 +60,9 @@ class FaceTracker:
         self.next_track = 0
         self.full_detections = 0
 
-    def __call__(self, frame: np.ndarray) -> list[tuple[int, Face]]:
+    def __call__(self, frame: np.ndarray, full: Found | None = None) -> list[tuple[int, Face]]:
+        """The faces of the next sampled frame; `full`: its full detection, if already
+        made (`track`, a video's frames at once)."""
         found: dict[int, tuple[np.ndarray, float]] = {}
         for track, box in self.tracks.items():
             if self.misses[track] and self.all_faces:
@@ -67,7 +72,7 @@ class FaceTracker:
             if hit is not None and all(overlap(hit[0], b) < 0.5 for b, _ in found.values()):
                 found[track] = hit
         if not self.tracks or len(found) < len(self.tracks):
-            self._redetect(frame, found)
+            self._redetect(frame, found, full)
         for track in list(self.tracks):
             self.misses[track] = 0 if track in found else self.misses[track] + 1
             if self.all_faces and self.misses[track] > MAX_MISSES:
@@ -85,15 +90,37 @@ class FaceTracker:
         self.tracks[track], self.misses[track] = box, 0
         return track
 
-    def _redetect(self, frame: np.ndarray, found: dict) -> None:
-        """A full-frame detection: lost tracks take the detection where they were last;
-        other new faces start tracks (all faces) or the largest restarts track 0."""
+    def track(
+        self, frames: Iterable[tuple[int, np.ndarray | None]], batch: int = 16
+    ) -> Iterator[tuple[int, np.ndarray | None, list[tuple[int, Face]]]]:
+        """(index, frame, its faces) for each of a video's sampled (index, frame); a frame
+        that could not be decoded (None) has none. Where the face detector batches
+        (`batch_frames`, a network on a GPU), the full detections of `batch` frames at a
+        time are made in one pass beforehand; the faces found are those found frame by
+        frame."""
+        if not self.detector.batch_frames:
+            for idx, frame in frames:
+                yield idx, frame, [] if frame is None else self(frame)
+            return
+        todo = iter(frames)
+        while chunk := list(islice(todo, batch)):
+            decoded = [f for _, f in chunk if f is not None]
+            shapes = {f.shape for f in decoded}
+            full = iter(self.detector.detect_frames(decoded) if len(shapes) == 1 else [])
+            for idx, frame in chunk:
+                if frame is None:
+                    yield idx, frame, []
+                else:
+                    yield idx, frame, self(frame, next(full, None))
+
+    def _redetect(self, frame: np.ndarray, found: dict, full: Found | None = None) -> None:
+        """A full-frame detection (`full`, if made already): lost tracks take the
+        detection where they were last; other new faces start tracks (all faces) or the
+        largest restarts track 0."""
         self.full_detections += 1
-        faces = [
-            f
-            for f in self.backend.find_faces(frame)
-            if all(overlap(f[0], b) < 0.5 for b, _ in found.values())
-        ]
+        if full is None:
+            full = self.backend.find_faces(frame)
+        faces = [f for f in full if all(overlap(f[0], b) < 0.5 for b, _ in found.values())]
         faces.sort(key=lambda f: -(f[0][2] - f[0][0]))
         if not self.all_faces:
             if faces and not found:

@@ -8,8 +8,11 @@ in the model's sidecar and handled inside the detector, never by its callers.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
@@ -18,7 +21,7 @@ import cv2
 import numpy as np
 
 from dffr.detectors.imagenet import WeightsFile
-from dffr.device import Device, resolve_device
+from dffr.device import Device, compute_dtype, resolve_device
 from dffr.errors import DffrError
 from dffr.registry import Registry
 
@@ -60,6 +63,7 @@ class DetectorConfig:
     trunk: str | None = None  # a smaller or larger trunk where offered; None: the paper's
     augment: list[str] = field(default_factory=list)  # training-time augmentations (augment.py)
     augment_p: float = 0.5  # the probability of each augmentation, per training image
+    precision: str = "auto"  # auto (float16 on a GPU, float32 on a CPU), float32, bfloat16
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +99,7 @@ class Detector(ABC):
             raise DffrError(f"{self.name} offers {offered}, not trunk {config.trunk!r}")
         self.config = config
         self.device = device if isinstance(device, Device) else resolve_device(device)
+        self.dtype = compute_dtype(config.precision, self.device)  # what it computes in
         # how the weights started: {"kind": "imagenet", "file", "sha256"} or random; a
         # loaded model says what its sidecar recorded
         self.init: dict = {"kind": "random"}
@@ -272,6 +277,21 @@ def load_detector(weights: str | Path, device: Device | str | None = None, **ove
     return det
 
 
+_KEPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("dffr_kept", default=None)
+
+
+@contextlib.contextmanager
+def models_kept() -> Iterator[None]:
+    """Within it, `load_models` loads each model file once: a study that scores several
+    caches and splits with the same models does not load them for each (a file changed
+    on disk since is loaded again)."""
+    token = _KEPT.set({})
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
 def load_models(
     models: str | Path, keys, device: Device | str | None = None
 ) -> tuple[dict[tuple[str, str, str], Detector], list[str]]:
@@ -279,10 +299,18 @@ def load_models(
     keys, each loaded once, and the paths of those that are not there (for the caller
     to name: a missing model is reported, never skipped silently)."""
     loaded, missing = {}, []
+    kept = _KEPT.get()
     for key in dict.fromkeys(keys):
         path = model_path(models, key[1], key[0], key[2])
-        if path.is_file():
-            loaded[key] = load_detector(path, device)
-        else:
+        if not path.is_file():
             missing.append(str(path))
+            continue
+        st = path.stat()
+        memo = (str(path.resolve()), st.st_mtime_ns, st.st_size, str(device))
+        if kept is not None and memo in kept:
+            loaded[key] = kept[memo]
+            continue
+        loaded[key] = load_detector(path, device)
+        if kept is not None:
+            kept[memo] = loaded[key]
     return loaded, missing

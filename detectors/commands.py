@@ -10,6 +10,7 @@ from dffr.clickutil import RegistryChoice, workers_option
 from dffr.detectors.augment import AUGMENTATIONS, check_augment
 from dffr.detectors.base import DETECTORS, DetectorConfig
 from dffr.detectors.negatives import NEGATIVES
+from dffr.device import PRECISIONS
 from dffr.errors import DffrError
 from dffr.regions.masks import REGIONS
 
@@ -88,6 +89,15 @@ from dffr.regions.masks import REGIONS
     type=click.FloatRange(0, 1),
     help="probability of each augmentation, per training image",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="what the network computes in: auto is mixed float16 on a GPU and float32 on a "
+    "CPU; bfloat16 (mixed) trains about 1.7x faster on a CPU with AVX512-BF16 or AMX "
+    "(recorded in the model's sidecar; the model is scored in it too)",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", default="models", show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint")
@@ -118,6 +128,7 @@ def train_cmd(
     trunk,
     augment,
     augment_p,
+    precision,
     seed,
     out,
     resume,
@@ -147,6 +158,7 @@ def train_cmd(
         trunk=trunk,
         augment=augment,
         augment_p=augment_p,
+        precision=precision,
     )
     try:
         result = train(

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dffr.datasets.cache import read_index
+from dffr.datasets.cache import read_crop, read_index
 from dffr.detectors.negatives import NEGATIVES
 from dffr.feed import feed
-from dffr.images import read_image
 from dffr.regions.masks import cut_regions
 
 
@@ -126,7 +125,7 @@ class RegionData(Batches):
         for p in positions:
             i, synth = self._samples[int(p)]
             row = self.rows.iloc[i]
-            crop = read_image(self.cache / row["face"])
+            crop = read_crop(self.cache / row["face"])
             if synth:  # a new fake each epoch, the same one for a given (seed, epoch, face)
                 rng = np.random.default_rng([self.seed, epoch, int(row["row_id"])])
                 crop = self._fake(crop, row["landmarks"], rng)

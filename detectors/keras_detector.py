@@ -343,7 +343,8 @@ class KerasDetector(Detector):
         self.config.head = "sigmoid" if self.model.output_shape[-1] == 1 else "softmax"
 
     def _policy(self) -> str:
-        return "mixed_float16" if self.device.kind == "cuda" else "float32"
+        policies = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+        return policies.get(self.dtype, "mixed_float16")
 
     def _in_device_policy(self, model):
         """A loaded model in this device's precision: a file keeps the policy it was

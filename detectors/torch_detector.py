@@ -108,7 +108,9 @@ class TorchDetector(Detector):
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.float16, enabled=self.device.kind == "cuda")
+        """Mixed precision in the model's dtype (`precision`); float32: none."""
+        dtype = torch.bfloat16 if self.dtype == "bfloat16" else torch.float16
+        return torch.autocast(self.device.kind, dtype=dtype, enabled=self.dtype != "float32")
 
     def evaluate(self, data, batch: int) -> tuple[float, float]:
         """(AUC, mean loss) on a RegionData; AUC is nan when it holds one class only."""
@@ -137,7 +139,7 @@ class TorchDetector(Detector):
             ids = [self.device.index] if self.device.kind == "cuda" else None
             model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         opt = torch.optim.Adam(self.trainable(), lr=self.lr)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.device.kind == "cuda")
+        scaler = torch.amp.GradScaler(self.device.kind, enabled=self.dtype == "float16")
         state = {"epoch": 0, "best": -np.inf, "best_state": None, "stale": 0}
         if checkpoint is not None and checkpoint.is_file():
             ck = torch.load(checkpoint, map_location=self.device.torch, weights_only=True)

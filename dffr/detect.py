@@ -178,11 +178,9 @@ class Models:
         tracker = FaceTracker(self.backend, all_faces=True)
         faces: dict[int, list] = {}
         sampled = []
-        for index, frame in stream:
+        for index, frame, found in tracker.track(stream):
             sampled.append(int(index))
-            if frame is None:
-                continue
-            for track, face in tracker(frame):
+            for track, face in found:
                 faces.setdefault(track, []).append((int(index), segment_face(frame, face, size)))
             if progress is not None:
                 progress(len(sampled), 1 if kind == "image" else frames)

@@ -60,3 +60,32 @@ def resolve_device(spec: str | None = None) -> Device:
         have = f"{count} CUDA device(s)" if count else "no CUDA device"
         raise DeviceError(f"device {spec!r} requested but this machine has {have}")
     return Device("cuda", index)
+
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def compute_dtype(precision: str, device: Device) -> str:
+    """The dtype a model computes in (its weights stay float32): `auto` is float16 with
+    loss scaling on a GPU and float32 on a CPU; bfloat16 where asked for by name."""
+    if precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "float16" if device.kind == "cuda" else "float32"
+    if precision == "float16" and device.kind != "cuda":
+        raise DeviceError(
+            "precision float16 needs a GPU (a CPU runs it slowly and in part not at all): "
+            "use bfloat16 or float32"
+        )
+    return precision
+
+
+def native_bfloat16() -> bool:
+    """Does this CPU compute bfloat16 in hardware (AVX512-BF16 or AMX)? There mixed
+    bfloat16 trains convolutions about 1.7x faster; elsewhere it is emulated, slower."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -3,9 +3,11 @@ not one (damaged, truncated, another format, or missing columns a stage needs)."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from dffr.errors import DffrError
 
@@ -31,3 +33,36 @@ def read_table(path: str | Path, needs: tuple[str, ...], what: str, fix: str) ->
     if missing:
         raise DffrError(f"{path}: a {what} needs the column(s) {missing}; {fix}")
     return df
+
+
+def iter_table(
+    path: str | Path,
+    needs: tuple[str, ...],
+    what: str,
+    fix: str,
+    columns: list[str] | None = None,
+    rows: int = 65_536,
+) -> Iterator[pd.DataFrame]:
+    """The table at `path` (only those of `columns` it has, if given) in its order, at
+    most `rows` rows at a time, so memory stays flat however large it is; the errors of
+    `read_table`, and one for a part damaged behind a readable footer."""
+    path = Path(path)
+    try:
+        source = pq.ParquetFile(path)
+        names = source.schema_arrow.names
+    except Exception as e:
+        raise DffrError(f"{path}: not a readable {what} ({type(e).__name__}: {e}); {fix}") from None
+    missing = [c for c in needs if c not in names]
+    if missing:
+        raise DffrError(f"{path}: a {what} needs the column(s) {missing}; {fix}")
+    wanted = None if columns is None else [c for c in columns if c in names]
+    batches = source.iter_batches(batch_size=rows, columns=wanted)
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as e:
+            why = f"a part of this {what} cannot be read ({type(e).__name__}: {e})"
+            raise DffrError(f"{path}: {why}; {fix}") from None
+        if batch is None:
+            return
+        yield batch.to_pandas()

@@ -110,15 +110,20 @@ _MIRROR = np.array(
 
 
 def build_database(
-    root: Path, faces: Path | None = None, shared: Path | None = None, seed: int = 0
+    root: Path,
+    faces: Path | None = None,
+    shared: Path | None = None,
+    seed: int = 0,
+    sizes: dict[str, int] = SPLIT_SIZES,
 ) -> dict[str, int]:
-    """Write the demo database under `root` in the folder layout; returns counts."""
+    """Write the demo database under `root` in the folder layout (`sizes`: images per
+    class in each split); returns counts."""
     sources = face_sources(source_photos(faces, shared))
     if not sources:
         raise DffrError("no face found in the demo photographs")
     rng = np.random.default_rng(seed)
     counts: dict[str, int] = {}
-    jobs = [(split, k) for split, n in SPLIT_SIZES.items() for k in range(n)]
+    jobs = [(split, k) for split, n in sizes.items() for k in range(n)]
     for split, k in tqdm(jobs, desc="demo database", unit="pair"):
         real, _ = vary(*sources[k % len(sources)], rng)
         write_image(root / split / "real" / f"{split}_{k:03d}.png", real)

@@ -27,13 +27,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from dffr.datasets.cache import read_index
+from dffr.datasets.cache import read_crop, read_index
 from dffr.detectors.base import PAPER_DETECTORS, load_models
 from dffr.errors import DffrError
 from dffr.experiments.explain import Explainer, ExplainError, explainer
 from dffr.experiments.plots import save_figure
 from dffr.experiments.tables import write_table
-from dffr.images import read_image
 from dffr.regions.crop import apply_affine
 from dffr.regions.masks import REGIONS, apply_mask, region_masks
 
@@ -109,7 +108,7 @@ def _faces(cache: Path, rows: pd.DataFrame, regions: set[str], failures: list) -
     out = []
     for _, row in rows.iterrows():
         try:
-            crop = read_image(cache / row["face"])
+            crop = read_crop(cache / row["face"])
             to_template = alignment(row["landmarks"])
         except DffrError as e:
             failures.append((row["video"], row["frame"], "", "", str(e)))

@@ -20,6 +20,7 @@ from dffr.detectors.base import (
     checkpoint_path,
     model_file_problem,
     model_path,
+    models_kept,
     sidecar_path,
 )
 from dffr.errors import DffrError
@@ -134,22 +135,23 @@ def run(
                     device=device,
                     workers=workers,
                 )
-        for db in exp.train:
-            splits = [(db, "val")] if exp.needs_val() else []
-            for test_db, split in [(t, "test") for t in exp.test] + splits:
-                score(
-                    exp.cache_path(test_db),
-                    models,
-                    db,
-                    scores_path,
-                    exp.detectors,
-                    exp.regions,
-                    split=split,
-                    device=device,
-                    test_ddbb=test_db,
-                    tta=exp.tta,
-                    workers=workers,
-                )
+        with models_kept():  # each model loaded once for all the caches and splits
+            for db in exp.train:
+                splits = [(db, "val")] if exp.needs_val() else []
+                for test_db, split in [(t, "test") for t in exp.test] + splits:
+                    score(
+                        exp.cache_path(test_db),
+                        models,
+                        db,
+                        scores_path,
+                        exp.detectors,
+                        exp.regions,
+                        split=split,
+                        device=device,
+                        test_ddbb=test_db,
+                        tta=exp.tta,
+                        workers=workers,
+                    )
         scores = read_scores(scores_path)
         fused = [fuse(scores, f.over, f.rule, f.subset, f.norm) for f in exp.fusion]
         everything = pd.concat([scores, *fused], ignore_index=True)

@@ -1,7 +1,8 @@
 """`dffr score`: every (detector, region) model over a cached database's frames.
 
 All models are loaded once; each frame's crop is read once and cut into the regions the
-models need, and each region's batch goes through its model. The result is one row per
+models need, and each region's batch goes through its model; rows are written as they
+are scored, a row group at a time. The result is one row per
 (frame, face, detector, region): video, frame, track (which face of the video), label
 (the face's), video_label, split, method, test_ddbb, train_ddbb, detector, region,
 score = P(fake), tta, cache (the cache's path) and model (its file's sha256 prefix).
@@ -23,26 +24,26 @@ with and without TTA.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from dffr.atomic import replaced
-from dffr.datasets.cache import read_index, read_videos
+from dffr.datasets.cache import count_index, iter_index, read_crop, read_videos
 from dffr.detectors.base import PAPER_DETECTORS, Detector, load_models, model_path
 from dffr.detectors.imagenet import file_digest
 from dffr.errors import DffrError
 from dffr.feed import feed
-from dffr.images import read_image
 from dffr.locks import beside, locked
 from dffr.perturbations import hflip, perturb
 from dffr.regions.masks import REGIONS, cut_regions
-from dffr.tables import read_table, with_face_columns
+from dffr.tables import iter_table, read_table, with_face_columns
 
 SCORE_COLUMNS = [
     "video",
@@ -61,6 +62,10 @@ SCORE_COLUMNS = [
     "cache",
     "model",
 ]
+_NOT_TEXT = {"frame": pa.int64(), "track": pa.int64(), "label": pa.int64()}
+_NOT_TEXT |= {"video_label": pa.int64(), "score": pa.float64()}
+SCORE_SCHEMA = pa.schema([(c, _NOT_TEXT.get(c, pa.string())) for c in SCORE_COLUMNS])
+SCORES_FIX = "give a file written by `dffr score`"
 KEY = ["test_ddbb", "train_ddbb", "detector", "region", "split"]
 FACE_KEY = ["video", "frame", "track"]  # one face in one frame
 NO_FACE_TRACK = -1
@@ -122,7 +127,7 @@ def _region_batches(cache: Path, rows: pd.DataFrame, regions: set[str], degrade:
     """{region: uint8 batch} for a block of index rows: one read, one mask set a frame."""
     out = {r: [] for r in regions}
     for _, row in rows.iterrows():
-        crop, landmarks = read_image(cache / row["face"]), row["landmarks"]
+        crop, landmarks = read_crop(cache / row["face"]), row["landmarks"]
         if degrade is not None:
             crop, landmarks = degrade(crop, landmarks, row)
         for r, image in cut_regions(crop, landmarks, regions).items():
@@ -130,14 +135,20 @@ def _region_batches(cache: Path, rows: pd.DataFrame, regions: set[str], degrade:
     return {r: np.stack(v) for r, v in out.items()}
 
 
-def _region_block(state, block: tuple[int, int]) -> dict[str, np.ndarray]:
-    cache, rows, regions, degrade = state
-    return _region_batches(cache, rows.iloc[block[0] : block[1]], regions, degrade)
+def _region_block(state, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    cache, regions, degrade = state
+    return rows, _region_batches(cache, rows, regions, degrade)
 
 
-def predict_frames(
+def _blocks(chunks: Iterable[pd.DataFrame], batch: int) -> Iterator[pd.DataFrame]:
+    for chunk in chunks:
+        for start in range(0, len(chunk), batch):
+            yield chunk.iloc[start : start + batch]
+
+
+def predict_blocks(
     cache: Path,
-    rows: pd.DataFrame,
+    chunks: Iterable[pd.DataFrame],
     models: dict[Hashable, tuple[Detector, str]],
     batch: int = 32,
     tta=(),
@@ -145,33 +156,80 @@ def predict_frames(
     progress: bool = True,
     desc: str = "score",
     workers: int = 0,
-) -> dict[Hashable, np.ndarray]:
-    """{key: P(fake) of each index row} for `models` = {key: (detector, its region)}.
+    total: int | None = None,
+) -> Iterator[tuple[pd.DataFrame, dict[Hashable, np.ndarray]]]:
+    """(block of index rows, {key: its P(fake)}) for `models` = {key: (detector, its
+    region)}, block after block of `batch` rows from `chunks` (index rows, read lazily).
 
     Each crop is read once and cut into the regions the models need, in `workers`
-    processes while the models run (see `dffr.feed`); `degrade(crop, landmarks, row)`
-    (picklable, with workers) may perturb it (and move its landmarks) first."""
+    threads while the models run (see `dffr.feed`); `degrade(crop, landmarks, row)` may
+    perturb it (and move its landmarks) first. `total`: the rows, for the progress bar."""
     views = tta_views(tta)
     needed = {region for _, region in models.values()}
-    parts: dict[Hashable, list[np.ndarray]] = {k: [] for k in models}
-    blocks = [(start, start + batch) for start in range(0, len(rows), batch)]
-    made = feed(_region_block, (cache, rows, needed, degrade), blocks, workers)
-    for images in tqdm(made, total=len(blocks), desc=desc, unit="batch", disable=not progress):
-        for key, (model, region) in models.items():
-            parts[key].append(predict_views(model, images[region], views, batch))
-    return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+    made = feed(_region_block, (cache, needed, degrade), _blocks(chunks, batch), workers)
+    with tqdm(total=total, desc=desc, unit="face", disable=not progress) as bar:
+        for rows, images in made:
+            yield (
+                rows,
+                {
+                    key: predict_views(model, images[region], views, batch).astype(np.float64)
+                    for key, (model, region) in models.items()
+                },
+            )
+            bar.update(len(rows))
+
+
+def predict_frames(
+    cache: Path, rows: pd.DataFrame, models: dict[Hashable, tuple[Detector, str]], **options
+) -> dict[Hashable, np.ndarray]:
+    """{key: P(fake) of each of `rows`}, as `predict_blocks(..., **options)` gives them."""
+    parts: dict[Hashable, list[np.ndarray]] = {k: [np.zeros(0)] for k in models}
+    for _, scores in predict_blocks(cache, [rows], models, **options):
+        for key, values in scores.items():
+            parts[key].append(values)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+SCORE_NEEDS = (
+    *("video", "frame", "label", "split", "test_ddbb", "train_ddbb"),
+    *("detector", "region", "score"),
+)
+SOURCES = ("tta", "cache", "model")  # columns files written before them lack
+WRITE_ROWS = 65_536  # score rows gathered before they are written as a row group
+INDEX_ROWS = 4_096  # index rows read at a time
+
+
+def _sourced(df: pd.DataFrame) -> pd.DataFrame:
+    for column in SOURCES:  # older files: no TTA, sources not recorded
+        if column not in df:
+            df[column] = ""
+        df[column] = df[column].fillna("")
+    return df
 
 
 def read_scores(path: Path) -> pd.DataFrame:
     """A scores file; one written before the `tta` column existed holds no TTA."""
-    needs = ("video", "frame", "label", "split", "test_ddbb", "train_ddbb")
-    needs += ("detector", "region", "score")
-    df = read_table(path, needs, "scores file", "give a file written by `dffr score`")
-    for column in ("tta", "cache", "model"):  # older files: no TTA, sources not recorded
-        if column not in df:
-            df[column] = ""
-        df[column] = df[column].fillna("")
-    return with_face_columns(df)
+    return with_face_columns(_sourced(read_table(path, SCORE_NEEDS, "scores file", SCORES_FIX)))
+
+
+def _iter_scores(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """`read_scores` a row group at a time (of `columns` only: as they are in the file,
+    and the sources)."""
+    parts = iter_table(path, SCORE_NEEDS, "scores file", SCORES_FIX, columns, WRITE_ROWS)
+    for part in parts:
+        yield _sourced(part) if columns else with_face_columns(_sourced(part))
+
+
+def _held(path: Path) -> pd.DataFrame:
+    """What a scores file holds: each (KEY, tta, cache, model) once, read a part at a
+    time."""
+    columns = [*KEY, *SOURCES]
+    parts = []
+    if path.is_file():
+        parts = [part[columns].drop_duplicates() for part in _iter_scores(path, columns)]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True).drop_duplicates()
 
 
 def model_id(weights: Path) -> str:
@@ -230,13 +288,15 @@ def score(
 
     `test_ddbb` names the cached database in the rows (default: the cache's own);
     `tta` lists test-time views (hflip, rotateN) whose scores are averaged in; `workers`
-    processes read the crops (0: this one), with the same scores whatever their number."""
+    threads read the crops (0: this one), with the same scores whatever their number.
+    The index is read, scored and written a chunk at a time, so memory stays flat as the
+    database grows (benchmarks/score_memory.py)."""
     cache, out = Path(cache), Path(out)
     label = tta_label(tta)
-    index = read_index(cache, split)
+    total = count_index(cache, split)
     videos = read_videos(cache, split)
     faceless = faceless_rows(videos)
-    if index.empty and faceless.empty:
+    if not total and faceless.empty:
         raise DffrError(f"{cache}: no video in split {split!r} to score")
     test_ddbb = test_ddbb or str(videos["ddbb"].iloc[0])
     with locked(beside(out), f"the scores file {out}"):
@@ -245,22 +305,22 @@ def score(
                 f"{out} was written by an older dffr, without rows for the frames that have no "
                 "face: score into a new file, so that every model's rows count them alike"
             )
-        previous = read_scores(out) if out.is_file() else pd.DataFrame(columns=SCORE_COLUMNS)
-        held = set(previous["tta"])
-        if held and held != {label}:
+        held = _held(out)
+        ttas = set(held["tta"])
+        if ttas and ttas != {label}:
             raise DffrError(
-                f"{out} holds scores {' and '.join(map(_described, sorted(held)))}; these would "
+                f"{out} holds scores {' and '.join(map(_described, sorted(ttas)))}; these would "
                 f"be {_described(label)}: write them to another file, so no table mixes the two"
             )
         source = str(cache.resolve())
-        others = set(previous.loc[previous["test_ddbb"] == test_ddbb, "cache"]) - {"", source}
+        others = set(held.loc[held["test_ddbb"] == test_ddbb, "cache"]) - {"", source}
         if others:
             raise DffrError(
                 f"{out} holds scores of {test_ddbb!r} made from the cache {sorted(others)[0]}, "
                 f"and {cache} is another cache: name its database with --test-ddbb NAME (or "
                 "score into another file), so that the two are not taken for one"
             )
-        done = previous.drop_duplicates(KEY).set_index(KEY)["model"].to_dict()
+        done = held.drop_duplicates(KEY).set_index(KEY)["model"].to_dict()
         report = ScoreReport()
         wanted: list[tuple[str, str, str]] = []
         stale = []
@@ -279,45 +339,84 @@ def score(
                 wanted.append((train_ddbb, det, region))
         found, _ = load_models(models, wanted, device)  # all there: checked above
         loaded = {(det, region): (model, region) for (_, det, region), model in found.items()}
-        if stale:
-            gone = previous.set_index(KEY).index.isin(stale)
-            previous = previous[~gone].reset_index(drop=True)
-            report.rescored = [k[2:4] for k in stale]
+        report.rescored = [k[2:4] for k in stale]
         if not loaded:
             return report
-        scores = (
-            predict_frames(
+        made = {
+            "test_ddbb": test_ddbb,
+            "train_ddbb": train_ddbb,
+            "tta": label,
+            "cache": source,
+            "model": {
+                (det, region): model_id(model_path(models, det, train_ddbb, region))
+                for det, region in loaded
+            },
+        }
+        with replaced(out) as tmp, _ScoreWriter(tmp) as writer:
+            if out.is_file():  # what the file held, but the rows of models scored again
+                for part in _iter_scores(out):
+                    writer.add(part[~part.set_index(KEY).index.isin(stale)] if stale else part)
+            blocks = predict_blocks(
                 cache,
-                index,
+                iter_index(cache, split, INDEX_ROWS),
                 loaded,
                 batch,
                 tta,
                 progress=progress,
                 desc=f"score {test_ddbb} {split}",
                 workers=workers,
+                total=total,
             )
-            if len(index)
-            else {k: np.zeros(0) for k in loaded}
-        )
-        columns = [*FACE_KEY, "label", "video_label", "split", "method"]
-        base = pd.concat([index[columns], faceless], ignore_index=True)
-        base["test_ddbb"], base["train_ddbb"] = test_ddbb, train_ddbb
-        nan = np.full(len(faceless), np.nan)
-        new = []
-        for (det, region), values in scores.items():
-            frame = base.copy()
-            frame["detector"], frame["region"] = det, region
-            frame["score"], frame["tta"] = np.concatenate([values, nan]), label
-            frame["cache"] = source
-            frame["model"] = model_id(model_path(models, det, train_ddbb, region))
-            new.append(frame)
-            report.scored.append((det, region))
-        merged = pd.concat([previous, *new] if len(previous) else new, ignore_index=True)
-        merged = merged[SCORE_COLUMNS]
-        merged = merged.astype(
-            {"label": np.int64, "video_label": np.int64, "frame": np.int64, "track": np.int64}
-        )
-        with replaced(out) as tmp:
-            merged.to_parquet(tmp, index=False)
-        report.rows = len(merged)
+            for rows, scores in blocks:
+                writer.add(_scored(rows, scores, made))
+            nan = np.full(len(faceless), np.nan)
+            writer.add(_scored(faceless, {k: nan for k in loaded}, made))
+        report.scored = list(loaded)
+        report.rows = writer.rows
         return report
+
+
+def _scored(rows: pd.DataFrame, scores: dict, made: dict) -> pd.DataFrame:
+    """Score rows of index (or faceless) `rows`: one per row and model in `scores`."""
+    base = rows[[*FACE_KEY, "label", "video_label", "split", "method"]].reset_index(drop=True)
+    fixed = {k: made[k] for k in ("test_ddbb", "train_ddbb", "tta", "cache")}
+    parts = [
+        base.assign(
+            detector=det, region=region, score=values, model=made["model"][det, region], **fixed
+        )
+        for (det, region), values in scores.items()
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
+
+
+class _ScoreWriter:
+    """Score rows into a Parquet file, `WRITE_ROWS` at a time, typed as SCORE_SCHEMA."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = pq.ParquetWriter(path, SCORE_SCHEMA)
+        self.pending: list[pd.DataFrame] = []
+        self.waiting = self.rows = 0
+
+    def __enter__(self) -> _ScoreWriter:
+        return self
+
+    def add(self, rows: pd.DataFrame) -> None:
+        if len(rows):
+            self.pending.append(rows)
+            self.waiting += len(rows)
+        if self.waiting >= WRITE_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            table = pd.concat(self.pending, ignore_index=True)[SCORE_COLUMNS]
+            self.writer.write_table(
+                pa.Table.from_pandas(table, schema=SCORE_SCHEMA, preserve_index=False)
+            )
+            self.rows += len(table)
+        self.pending, self.waiting = [], 0
+
+    def __exit__(self, kind, *_) -> None:
+        if kind is None:
+            self.flush()
+        self.writer.close()

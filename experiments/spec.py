@@ -62,6 +62,16 @@ class Training(_Strict):
     trunk: str | None = None
     augment: list[str] | None = None
     augment_p: float | None = Field(None, ge=0, le=1)
+    precision: str | None = None
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, v):
+        from dffr.device import PRECISIONS
+
+        if v is not None and v not in PRECISIONS:
+            raise ValueError(f"unknown precision {v!r}; choose one of {', '.join(PRECISIONS)}")
+        return v
 
     @field_validator("negatives")
     @classmethod

@@ -28,6 +28,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from dffr.device import resolve_device
 from dffr.errors import DffrError
 from dffr.regions.dlib_models import MMOD_CNN, dlib_model_file
 from dffr.registry import Registry
@@ -57,11 +58,21 @@ class FaceDetector(ABC):
         return None
 
     def __init__(
-        self, max_side: int | None = None, min_face: int = 24, device: str | None = None
+        self,
+        max_side: int | None = None,
+        min_face: int = 24,
+        device: str | None = None,
+        batch_frames: bool | None = None,
     ) -> None:
         self.max_side = max_side or self.default_max_side
         self.max_upscale = 2.0 * self.smallest / max(min_face, 1)
         self.device = device
+        # a video's frames searched together (`detect_frames`); default: where the
+        # detector's network takes a batch and runs on an accelerator
+        native = type(self).find_batch is not FaceDetector.find_batch
+        if batch_frames is None:
+            batch_frames = native and resolve_device(device).kind != "cpu"
+        self.batch_frames = batch_frames
         self._mmod = None  # dlib's CNN, loaded on the first face to confirm
 
     @abstractmethod
@@ -69,6 +80,11 @@ class FaceDetector(ABC):
         """Faces in `image` as it is (already resized), boxes in its pixels. `confirm`:
         a full search, where a doubtful face must be confirmed; False near a tracked
         face, where the prior is evidence enough."""
+
+    def find_batch(self, images: list[np.ndarray], confirm: bool = True) -> list[Found]:
+        """`find` on each of several images of one shape; a detector whose network takes
+        a batch runs them together."""
+        return [self.find(image, confirm) for image in images]
 
     def scale_for(self, shape: tuple[int, ...]) -> float:
         """The resize factor applied before detection for an image of this shape."""
@@ -78,12 +94,28 @@ class FaceDetector(ABC):
         """Detect on `image` resized by `s`; boxes come back in `image` pixels."""
         if min(image.shape[:2]) * s < MIN_SIDE:  # (a 65535x10 strip): no room for a face
             return []
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-        small = image if s == 1 else cv2.resize(image, None, fx=s, fy=s, interpolation=interp)
-        return [(box / s, score) for box, score in self.find(np.ascontiguousarray(small), confirm)]
+        return [(box / s, score) for box, score in self.find(_resized(image, s), confirm)]
 
     def __call__(self, image: np.ndarray) -> Found:
-        found = self.search(image, self.scale_for(image.shape))
+        return self._or_padded(image, self.search(image, self.scale_for(image.shape)))
+
+    def detect_frames(self, frames: list[np.ndarray]) -> list[Found]:
+        """What `self(frame)` finds in each of a video's frames (all of one shape); with
+        `batch_frames`, one network pass for them all."""
+        if not frames:
+            return []
+        s = self.scale_for(frames[0].shape)
+        if not self.batch_frames or min(frames[0].shape[:2]) * s < MIN_SIDE:
+            return [self(frame) for frame in frames]
+        found = self.find_batch([_resized(frame, s) for frame in frames])
+        return [
+            self._or_padded(frame, [(box / s, score) for box, score in faces])
+            for frame, faces in zip(frames, found, strict=True)
+        ]
+
+    def _or_padded(self, image: np.ndarray, found: Found) -> Found:
+        """`found`, or for a tight face crop where nothing was found, the faces found
+        once the crop has a replicated border."""
         h, w = image.shape[:2]
         if found or max(h, w) > MAX_CROP_ASPECT * min(h, w):  # not a tight crop of a face
             return found
@@ -142,6 +174,12 @@ class FaceDetector(ABC):
         k = CNN_FACE / side
         window = cv2.resize(image[wy0:wy1, wx0:wx1], None, fx=k, fy=k)
         return len(self._mmod(np.ascontiguousarray(window), 0)) > 0
+
+
+def _resized(image: np.ndarray, s: float) -> np.ndarray:
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    small = image if s == 1 else cv2.resize(image, None, fx=s, fy=s, interpolation=interp)
+    return np.ascontiguousarray(small)
 
 
 FACE_DETECTORS: Registry[type[FaceDetector]] = Registry(

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from dffr.cli import main
-from dffr.datasets.tracking import overlap
+from dffr.datasets.tracking import FaceTracker, overlap
 from dffr.datasets.video import read_frames
 from dffr.errors import DffrError, MissingWeightsError
 from dffr.images import read_image
@@ -84,6 +84,35 @@ def test_mtcnn_finds_the_dfdc_face_in_a_dim_room_where_hog_does_not(shared, hog)
     be = get_backend("dlib", face_detector="mtcnn")
     (points,) = be.locate(dark, [found[0][0]])
     assert overlap(landmark_box(points), face) > 0.3
+
+
+def test_a_videos_frames_searched_together_give_the_faces_found_one_by_one(shared):
+    """The GPU path (one MTCNN pass for a video's frames), run here on the CPU: the same
+    faces as frame by frame, and the tracker gives the same tracks from them."""
+    video = sorted((shared / "ffpp").rglob("*.mp4"))[0]
+    frames = frames_of(video, 6)
+    one, together = get_face_detector("mtcnn"), get_face_detector("mtcnn", batch_frames=True)
+    assert not one.batch_frames  # the default on a CPU
+    alone, batched = [one(f) for f in frames], together.detect_frames(frames)
+    assert [len(f) for f in alone] == [len(f) for f in batched] and all(alone)
+    for a, b in zip(alone, batched, strict=True):
+        np.testing.assert_allclose([x for x, _ in a], [x for x, _ in b], atol=0.5)
+
+    def tracked(batch_frames: bool):
+        be = get_backend("dlib", face_detector="mtcnn")
+        be.detector.batch_frames = batch_frames
+        tracker = FaceTracker(be, all_faces=True)
+        stream = [(k, f) for k, f in enumerate(frames)] + [(len(frames), None)]
+        made = tracker.track(stream, batch=4)
+        return [(i, [(t, f.landmarks) for t, f in found]) for i, _, found in made]
+
+    plain, fed = tracked(False), tracked(True)
+    assert [i for i, _ in plain] == [i for i, _ in fed] == list(range(len(frames) + 1))
+    assert plain[-1][1] == [] and any(faces for _, faces in plain)
+    for (_, a), (_, b) in zip(plain, fed, strict=True):
+        assert [t for t, _ in a] == [t for t, _ in b]
+        for (_, pa), (_, pb) in zip(a, b, strict=True):  # dlib rounds boxes to pixels
+            np.testing.assert_allclose(pa, pb, atol=2)
 
 
 def test_boxes_are_redrawn_as_the_landmark_model_expects(shared):
@@ -170,6 +199,12 @@ def test_s3fd_weights_are_fetched_hash_checked_and_loaded(tmp_path, monkeypatch)
     det = get_face_detector("sfd")
     found = det.search(np.zeros((64, 64, 3), np.uint8), 1.0)  # random weights: runs
     assert all(len(b) == 4 and 0 <= s <= 1 for b, s in found)
+    # and its batch (the GPU path) finds what it finds one image at a time
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in range(3)]
+    for alone, together in zip(map(det.find, images), det.find_batch(images), strict=True):
+        assert len(alone) == len(together)
+        np.testing.assert_allclose([b for b, _ in alone], [b for b, _ in together], atol=1e-3)
     path.write_bytes(b"tampered")
     with pytest.raises(MissingWeightsError, match="not the published S3FD file"):
         get_face_detector("sfd")

@@ -15,6 +15,7 @@ import zipfile
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -371,10 +372,10 @@ def test_a_read_only_scores_folder_keeps_the_old_scores(cache, models, tmp_path,
     score(cache, models, "CelebDF", out, ("DSP-FWA",), ("eyes",), progress=False)
     before = out.read_bytes()
 
-    def read_only(self, path, *a, **k):
+    def read_only(path, *a, **k):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", read_only)
+    monkeypatch.setattr(pq, "ParquetWriter", read_only)  # how scores are written
     r = CliRunner().invoke(
         main,
         ["score", "--cache", str(cache), "--models", str(models), "--train-ddbb", "CelebDF",

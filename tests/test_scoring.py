@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -54,6 +56,37 @@ def test_score_rows_values_and_rerun(cache, models, tmp_path):
     )
     assert again.scored == [] and len(again.skipped) == 2
     assert len(pd.read_parquet(out)) == 12
+
+
+def test_scores_are_written_a_part_at_a_time_with_the_same_rows(
+    cache, models, tmp_path, monkeypatch
+):
+    """Flat memory: the index is read and the rows written a few at a time (here 4 index
+    rows, 5 score rows), and the file holds what one pass at once would have written."""
+    from dffr.datasets.cache import count_index, iter_index, read_index
+    from dffr.experiments import scoring
+
+    chunks = list(iter_index(cache, "test", rows=4))
+    assert len(chunks) > 1 and max(map(len, chunks)) <= 4
+    whole = read_index(cache, "test")
+    assert pd.concat(chunks, ignore_index=True)[["video", "frame"]].equals(
+        whole[["video", "frame"]]
+    )
+    assert count_index(cache, "test") == len(whole) and count_index(cache) == len(read_index(cache))
+    args = (cache, models, "CelebDF")
+    kw = {"detectors": ("DSP-FWA",), "regions": ("eyes", "mouth"), "progress": False}
+    score(*args, tmp_path / "at_once.parquet", **kw)
+    monkeypatch.setattr(scoring, "INDEX_ROWS", 4)
+    monkeypatch.setattr(scoring, "WRITE_ROWS", 5)
+    score(*args, tmp_path / "parts.parquet", **{**kw, "regions": ("eyes",)})
+    rep = score(*args, tmp_path / "parts.parquet", **kw)  # the eyes' rows copied over in parts
+    assert rep.scored == [("DSP-FWA", "mouth")] and rep.skipped == [("DSP-FWA", "eyes")]
+    assert pq.ParquetFile(tmp_path / "parts.parquet").num_row_groups > 2
+    key = ["region", "video", "frame", "track"]
+    at_once = pd.read_parquet(tmp_path / "at_once.parquet").sort_values(key, ignore_index=True)
+    parts = pd.read_parquet(tmp_path / "parts.parquet").sort_values(key, ignore_index=True)
+    assert rep.rows == len(parts) == len(at_once)
+    pd.testing.assert_frame_equal(parts, at_once)
 
 
 def test_score_command_reports_missing_models(cache, models, tmp_path):
@@ -155,3 +188,17 @@ def test_top_level_scripts_run(tmp_path):
             [sys.executable, str(top / script), "--help"], capture_output=True, text=True
         )
         assert r.returncode == 0 and "--region" in r.stdout
+
+
+def test_crops_are_decoded_once_and_read_again_when_the_file_changes(tmp_path, monkeypatch):
+    from dffr.datasets import cache as cache_module
+
+    path = tmp_path / "face.png"
+    write_image(path, np.full((8, 8, 3), 10, np.uint8))
+    first = cache_module.read_crop(path)
+    assert cache_module.read_crop(path) is first and not first.flags.writeable
+    write_image(path, np.full((8, 8, 3), 200, np.uint8))
+    os.utime(path, ns=(1, 1))  # another mtime, whatever the clock's resolution
+    assert int(cache_module.read_crop(path)[0, 0, 0]) == 200
+    monkeypatch.setattr(cache_module, "_CROPS", cache_module._Crops(0))  # no memory for it
+    assert cache_module.read_crop(path) is not cache_module.read_crop(path)

@@ -159,3 +159,24 @@ print("touched", len(r.train_data.touched))
     s = single.detector.model.state_dict()
     assert not all(torch.equal(a[k], s[k]) for k in a)  # the ranks did train, on shards
     assert (tmp_path / "models" / "folder" / "DSP-FWA_folder_entire.pt").is_file()
+
+
+def test_precision_is_asked_for_by_name():
+    from dffr.detectors.base import build_detector
+    from dffr.device import Device, compute_dtype
+    from dffr.errors import DeviceError
+
+    assert compute_dtype("auto", Device("cpu")) == "float32"
+    assert compute_dtype("auto", Device("cuda")) == "float16"
+    with pytest.raises(DeviceError, match="float16 needs a GPU"):
+        compute_dtype("float16", Device("cpu"))
+    with pytest.raises(DeviceError, match="unknown precision"):
+        compute_dtype("half", Device("cpu"))
+    images = np.random.default_rng(0).integers(0, 255, (4, 40, 40, 3), dtype=np.uint8)
+    kw = {"region": "entire", "input_size": 32, "pretrained": False, "trunk": "resnet18"}
+    full = build_detector(DetectorConfig("DSP-FWA", **kw), "cpu")
+    mixed = build_detector(DetectorConfig("DSP-FWA", precision="bfloat16", **kw), "cpu")
+    mixed.model.load_state_dict(full.model.state_dict())
+    assert (full.dtype, mixed.dtype) == ("float32", "bfloat16")
+    a, b = full.predict(images), mixed.predict(images)
+    assert np.all((b >= 0) & (b <= 1)) and np.abs(a - b).max() < 3e-2

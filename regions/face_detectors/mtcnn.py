@@ -3,7 +3,8 @@
 
 facenet-pytorch pins an old torch, so it is installed without its dependencies
 (envs/setup.sh); it runs on ours (tests/test_face_detectors.py). A final score below
-`threshold` is kept only if dlib's CNN detector confirms it, as for HOG."""
+`threshold` is kept only if dlib's CNN detector confirms it, as for HOG. Its networks
+take a batch: on a GPU a video's frames are searched together (`detect_frames`)."""
 
 from __future__ import annotations
 
@@ -49,8 +50,12 @@ class MtcnnFaceDetector(FaceDetector):
         return out
 
     def find(self, image: np.ndarray, confirm: bool = True) -> Found:
+        return self.find_batch([image], confirm)[0]
+
+    def find_batch(self, images: list[np.ndarray], confirm: bool = True) -> list[Found]:
         import torch
 
-        with torch.inference_mode():
-            boxes, probs = self._net.detect(image)
-        return self._kept(image, boxes, probs, confirm)
+        with torch.inference_mode():  # the three networks over all images at once
+            boxes, probs = self._net.detect(np.stack(images))
+        found = zip(images, boxes, probs, strict=True)
+        return [self._kept(image, b, p, confirm) for image, b, p in found]

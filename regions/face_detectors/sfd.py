@@ -1,7 +1,8 @@
 """S3FD (Zhang et al. 2017), face-alignment's own face detector: a VGG-16 single-shot
 detector, strong on small faces, and worth a GPU. Its weights are never downloaded at
 run time: `dffr weights fetch --face-detectors sfd` puts them in torch's hub cache
-(hash-checked), otherwise the error says so."""
+(hash-checked), otherwise the error says so. Its network takes a batch: on a GPU a
+video's frames are searched together (`detect_frames`)."""
 
 from __future__ import annotations
 
@@ -44,5 +45,14 @@ class SfdFaceDetector(FaceDetector):
             raise MissingWeightsError(f"{spec.path}: cannot load S3FD ({e})") from None
 
     def find(self, image: np.ndarray, confirm: bool = True) -> Found:
-        found = self._net.detect_from_image(np.ascontiguousarray(image[..., ::-1]))  # BGR
-        return [(np.asarray(b[:4], dtype=np.float64), float(b[4])) for b in found]
+        return _found(self._net.detect_from_image(np.ascontiguousarray(image)))  # RGB, as 1.5
+
+    def find_batch(self, images: list[np.ndarray], confirm: bool = True) -> list[Found]:
+        import torch
+
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)  # RGB, as 1.5
+        return [_found(boxes) for boxes in self._net.detect_from_batch(batch)]
+
+
+def _found(boxes) -> Found:
+    return [(np.asarray(b[:4], dtype=np.float64), float(b[4])) for b in boxes]
