@@ -92,7 +92,7 @@ def main() -> None:
     models = args.work / "models"
     for region in REGIONS:
         cfg = DetectorConfig("OneLayer", region=region, input_size=16, pretrained=False)
-        meta = {**cfg.to_dict(), "ddbb": "bench", "region": region}
+        meta = {"config": {**cfg.to_dict(), "ddbb": "bench"}}
         path = model_path(models, "OneLayer", "bench", region)
         save_model(build_detector(cfg, "cpu"), path, meta)
     figures = []
