@@ -19,7 +19,9 @@ from typing import ClassVar
 
 import cv2
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
+from dffr.detectors import training_loop
 from dffr.detectors.imagenet import WeightsFile
 from dffr.device import Device, compute_dtype, resolve_device
 from dffr.errors import DffrError
@@ -64,6 +66,7 @@ class DetectorConfig:
     augment: list[str] = field(default_factory=list)  # training-time augmentations (augment.py)
     augment_p: float = 0.5  # the probability of each augmentation, per training image
     precision: str = "auto"  # auto (float16 on a GPU, float32 on a CPU), float32, bfloat16
+    checkpoint_minutes: float = 0.0  # at most one checkpoint per this many (0: every epoch)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -103,6 +106,7 @@ class Detector(ABC):
         # how the weights started: {"kind": "imagenet", "file", "sha256"} or random; a
         # loaded model says what its sidecar recorded
         self.init: dict = {"kind": "random"}
+        self.val_auc: float | None = None  # the best epoch's, set by `fit`
 
     @classmethod
     def imagenet_weights(cls, config: DetectorConfig) -> WeightsFile | None:
@@ -148,9 +152,68 @@ class Detector(ABC):
     def predict(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
         """P(fake) for each image of a uint8 (N, H, W, 3) batch."""
 
+    def fit(
+        self, train, val, log, checkpoint: Path | None = None, keep_checkpoint: bool = False
+    ) -> None:
+        """Train on `train`, select on `val` (RegionData); resume from `checkpoint`.
+        The loop is `training_loop.fit`, the same for every detector; it sets `val_auc`."""
+        training_loop.fit(self, train, val, log, checkpoint, keep_checkpoint)
+
+    def evaluate(self, data, batch: int) -> tuple[float, float]:
+        """(AUC, binary cross-entropy of P(fake)) over `data`; the same measure for every
+        detector, so validation curves compare. AUC is nan when it holds one class."""
+        scores, labels = [], []
+        for x, y in data.batches(batch):
+            scores.append(self.predict(x, batch))
+            labels.append(y)
+        if not labels:
+            return float("nan"), float("nan")
+        y, p = np.concatenate(labels), np.clip(np.concatenate(scores), 1e-7, 1 - 1e-7)
+        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        auc = float(roc_auc_score(y, p)) if len(set(y)) == 2 else float("nan")
+        return auc, loss
+
+    # the training hooks `training_loop.fit` calls; each framework implements them once
+
+    def total_epochs(self) -> int:
+        return self.config.epochs
+
+    def begin_training(self) -> tuple[int, int]:
+        """Set up the optimiser; returns (rank, world size) of this process."""
+        return 0, 1
+
+    def begin_epoch(self, epoch: int) -> str:
+        """Switch to training `epoch`; returns its stage: "full", or "head" for a
+        head-only warm-up (which never counts towards patience)."""
+        return "full"
+
+    def train_batches(self, train, epoch: int, part: tuple[int, int]):
+        return train.batches(self.config.batch, shuffle=True, epoch=epoch, part=part)
+
     @abstractmethod
-    def fit(self, train, val, log, checkpoint: Path | None = None) -> None:
-        """Train on `train`, select on `val` (RegionData); resume from `checkpoint`."""
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
+        """One optimiser step on a batch (labels 1 = fake); returns its mean loss."""
+
+    @abstractmethod
+    def recalibrate_bn(self, data) -> None:
+        """Re-estimate BatchNorm statistics after an epoch (precise BN)."""
+
+    @abstractmethod
+    def snapshot(self):
+        """A copy of the weights, to `restore` the best epoch from."""
+
+    @abstractmethod
+    def restore(self, snapshot) -> None: ...
+
+    @abstractmethod
+    def write_checkpoint(self, path: Path, state: dict, rows: list, best) -> None:
+        """Everything an exact resume needs: weights, optimiser, the loop's `state`, the
+        log `rows` so far, the `best` snapshot; never a half-written mix."""
+
+    @abstractmethod
+    def read_checkpoint(self, path: Path) -> tuple[dict, list, object] | None:
+        """(state, rows, best) from a complete checkpoint, the weights loaded; None when
+        there is none."""
 
     @abstractmethod
     def save(self, path: Path) -> None:

@@ -102,6 +102,14 @@ from dffr.regions.masks import REGIONS
 @click.option("--out", default="models", show_default=True, type=click.Path(path_type=Path))
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint")
 @click.option(
+    "--checkpoint-minutes",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="write the resume checkpoint at most once per this many minutes (0: after "
+    "every epoch); a resume may change it",
+)
+@click.option(
     "--keep-checkpoint",
     is_flag=True,
     help="keep the last checkpoint after training, so --resume can extend it "
@@ -132,6 +140,7 @@ def train_cmd(
     seed,
     out,
     resume,
+    checkpoint_minutes,
     keep_checkpoint,
 ):
     """Train one detector on one facial region of a cached database."""
@@ -159,6 +168,7 @@ def train_cmd(
         augment=augment,
         augment_p=augment_p,
         precision=precision,
+        checkpoint_minutes=checkpoint_minutes,
     )
     try:
         result = train(

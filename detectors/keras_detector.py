@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-from tqdm import tqdm
 
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
 from dffr.detectors.imagenet import (
@@ -93,7 +91,6 @@ class KerasDetector(Detector):
         keras.utils.set_random_seed(config.seed)
         with self._scope():
             self.model = self._build()
-        self.val_auc: float | None = None
 
     @abstractmethod
     def body(self):
@@ -103,14 +100,18 @@ class KerasDetector(Detector):
         """Hook: adjust a body just loaded with ImageNet weights."""
 
     def _scope(self):
-        """Device placement (and multi-GPU mirroring) on the TensorFlow backend."""
+        """Device placement (and multi-GPU mirroring) on the TensorFlow backend; one
+        strategy per model, the one its variables were made under."""
         if self.keras.config.backend() != "tensorflow":
             return contextlib.nullcontext()
         import tensorflow as tf
 
-        gpus = tf.config.list_logical_devices("GPU")
-        if self.device.kind == "cuda" and len(gpus) > 1:
-            return tf.distribute.MirroredStrategy().scope()
+        if not hasattr(self, "_strategy"):
+            gpus = tf.config.list_logical_devices("GPU")
+            many = self.device.kind == "cuda" and len(gpus) > 1
+            self._strategy = tf.distribute.MirroredStrategy() if many else None
+        if self._strategy is not None:
+            return self._strategy.scope()
         return tf.device(self.device.tensorflow)
 
     def _build(self):
@@ -176,77 +177,43 @@ class KerasDetector(Detector):
                 out.append(self._p_fake(raw.astype(np.float32)))
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def _evaluate(self, data, batch: int) -> tuple[float, float]:
-        scores, labels = [], []
-        for x, y in data.batches(batch):
-            scores.append(self.predict(x, batch))
-            labels.append(y)
-        if not labels:
-            return float("nan"), float("nan")
-        y, p = np.concatenate(labels), np.clip(np.concatenate(scores), 1e-7, 1 - 1e-7)
-        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-        auc = float(roc_auc_score(y, p)) if len(set(y)) == 2 else float("nan")
-        return auc, loss
+    def total_epochs(self) -> int:
+        return self.config.warmup_epochs + self.config.epochs
 
-    def fit(self, train, val, log, checkpoint: Path | None = None) -> None:
-        cfg = self.config
-        state = {"epoch": 0, "best": -np.inf, "stale": 0}
-        best_weights = None
-        meta = _complete_checkpoint(checkpoint) if checkpoint is not None else None
-        if meta is not None:
-            self.model = self.keras.models.load_model(checkpoint, safe_mode=True)
-            state = meta["state"]
-            log.rows.extend(meta["log"])
-            best_file = checkpoint.with_suffix(".best.npz")
-            if meta["files"]["best"] is not None:
-                with np.load(best_file, allow_pickle=False) as f:
-                    best_weights = [f[f"arr_{i}"] for i in range(len(f.files))]
-        total_epochs = cfg.warmup_epochs + cfg.epochs
-        steps = -(-len(train) // cfg.batch)
-        stage = None
-        for epoch in range(state["epoch"], total_epochs):
-            warm = epoch < cfg.warmup_epochs
-            if stage != warm:  # (re)compile only when the stage changes
-                for layer in self.model.layers[:-1]:
-                    layer.trainable = not warm
-                self._compile(cfg.lr or (1e-3 if warm else self.lr))
-                stage = warm
-            losses = []
-            with self._scope():
-                for x, y in tqdm(
-                    full_batches(train.batches(cfg.batch, shuffle=True, epoch=epoch), cfg.batch),
-                    total=steps,
-                    desc=f"epoch {epoch + 1}/{total_epochs}" + (" (head)" if warm else ""),
-                    unit="batch",
-                    leave=False,
-                ):
-                    losses.append(
-                        float(self.model.train_on_batch(self.prepare(x), self._targets(y))) * len(y)
-                    )
-            self.recalibrate_bn(train)
-            auc, val_loss = self._evaluate(val, cfg.batch)
-            score = auc if not np.isnan(auc) else (-val_loss if not np.isnan(val_loss) else epoch)
-            if score > state["best"]:
-                state.update(best=score, stale=0)
-                best_weights = self.model.get_weights()
-            elif not warm:
-                state["stale"] += 1
-            log.epoch(
-                epoch=epoch + 1,
-                stage="head" if warm else "full",
-                train_loss=float(np.sum(losses) / max(len(train), 1)),
-                val_loss=val_loss,
-                val_auc=auc,
-            )
-            state["epoch"] = epoch + 1
-            if checkpoint is not None:
-                self._checkpoint(checkpoint, state, log, best_weights)
-            if not warm and state["stale"] >= cfg.patience:
-                break
-        if best_weights is not None:
-            self.model.set_weights(best_weights)
-        aucs = [r["val_auc"] for r in log.rows if not np.isnan(r["val_auc"])]
-        self.val_auc = max(aucs) if aucs else None
+    def begin_epoch(self, epoch: int) -> str:
+        warm = epoch < self.config.warmup_epochs
+        if getattr(self, "_warm", None) != warm:  # (re)compile only when the stage changes
+            for layer in self.model.layers[:-1]:
+                layer.trainable = not warm
+            self._compile(self.config.lr or (1e-3 if warm else self.lr))
+            self._warm = warm
+        return "head" if warm else "full"
+
+    def train_batches(self, train, epoch: int, part: tuple[int, int]):
+        return full_batches(super().train_batches(train, epoch, part), self.config.batch)
+
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
+        with self._scope():
+            return float(self.model.train_on_batch(self.prepare(images), self._targets(labels)))
+
+    def snapshot(self) -> list[np.ndarray]:
+        return self.model.get_weights()
+
+    def restore(self, snapshot: list[np.ndarray]) -> None:
+        self.model.set_weights(snapshot)
+
+    def read_checkpoint(self, path: Path) -> tuple[dict, list, object] | None:
+        meta = _complete_checkpoint(path)
+        if meta is None:
+            return None
+        self.model = self.keras.models.load_model(path, safe_mode=True)
+        # compiled for the stage of its last epoch, with that stage's optimizer state
+        self._warm = meta["state"]["epoch"] - 1 < self.config.warmup_epochs
+        best = None
+        if meta["files"]["best"] is not None:
+            with np.load(path.with_suffix(".best.npz"), allow_pickle=False) as f:
+                best = [f[f"arr_{i}"] for i in range(len(f.files))]
+        return meta["state"], meta["log"], best
 
     def recalibrate_bn(self, data) -> None:
         """Precise BN (see TorchDetector.recalibrate_bn): Keras' BatchNormalization
@@ -270,24 +237,22 @@ class KerasDetector(Detector):
         for b, m in zip(bns, momenta, strict=True):
             b.momentum = m
 
-    def _checkpoint(self, path: Path, state: dict, log, best_weights) -> None:
+    def write_checkpoint(self, path: Path, state: dict, rows: list, best) -> None:
         """Three files (model, best weights, state) written to temporary names, moved into
         place, the state last: it records the others' sha256, so a kill between two
         moves leaves a checkpoint that `_complete_checkpoint` refuses, never a mix."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        best, state_file = path.with_suffix(".best.npz"), path.with_suffix(".state.json")
-        tmp = {f: f.with_name(f".tmp-{f.name}") for f in (path, best, state_file)}
+        best_file, state_file = path.with_suffix(".best.npz"), path.with_suffix(".state.json")
+        tmp = {f: f.with_name(f".tmp-{f.name}") for f in (path, best_file, state_file)}
         try:
             self.model.save(tmp[path])
             files = {"model": file_digest(tmp[path]), "best": None}
-            if best_weights is not None:
-                with open(tmp[best], "wb") as f:  # a file object: savez adds no suffix
-                    np.savez(f, *best_weights)
-                files["best"] = file_digest(tmp[best])
-            tmp[state_file].write_text(
-                json.dumps({"state": state, "log": log.rows, "files": files})
-            )
-            for f in (path, best, state_file):
+            if best is not None:
+                with open(tmp[best_file], "wb") as f:  # a file object: savez adds no suffix
+                    np.savez(f, *best)
+                files["best"] = file_digest(tmp[best_file])
+            tmp[state_file].write_text(json.dumps({"state": state, "log": rows, "files": files}))
+            for f in (path, best_file, state_file):
                 if tmp[f].exists():
                     os.replace(tmp[f], f)
         finally:

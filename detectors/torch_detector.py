@@ -1,5 +1,6 @@
-"""What the PyTorch detectors share: batching, the training loop (with DDP under
-torchrun), model selection on validation AUC, checkpoints, and safe weight loading."""
+"""What the PyTorch detectors share: batching, the training steps (with DDP under
+torchrun, mixed precision) and checkpoint files `training_loop` calls, and safe weight
+loading."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
-from tqdm import tqdm
 
 from dffr.atomic import replaced
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
@@ -46,7 +45,6 @@ class TorchDetector(Detector):
         if self.device.kind == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = Device("cuda", int(os.environ["LOCAL_RANK"]))
         self.model = self.build().to(self.device.torch)
-        self.val_auc: float | None = None
 
     @abstractmethod
     def build(self) -> nn.Module:
@@ -112,94 +110,59 @@ class TorchDetector(Detector):
         dtype = torch.bfloat16 if self.dtype == "bfloat16" else torch.float16
         return torch.autocast(self.device.kind, dtype=dtype, enabled=self.dtype != "float32")
 
-    def evaluate(self, data, batch: int) -> tuple[float, float]:
-        """(AUC, mean loss) on a RegionData; AUC is nan when it holds one class only."""
-        scores, losses, labels = [], [], []
-        self.model.eval()
-        with torch.no_grad():
-            for x, y in data.batches(batch):
-                with self._autocast():
-                    outputs = self.model(self._tensor(x))
-                    losses.append(float(self.loss(outputs, self.targets(y))) * len(y))
-                scores.append(
-                    self.probabilities(outputs)[:, self.config.fake_index].float().cpu().numpy()
-                )
-                labels.append(y)
-        if not labels:
-            return float("nan"), float("nan")
-        y, s = np.concatenate(labels), np.concatenate(scores)
-        auc = roc_auc_score(y, s) if len(set(y)) == 2 else float("nan")
-        return float(auc), float(np.sum(losses) / len(y))
-
-    def fit(self, train, val, log, checkpoint: Path | None = None) -> None:
-        cfg = self.config
+    def begin_training(self) -> tuple[int, int]:
         rank, world = distributed()
-        model = self.model
+        self._net = self.model  # what the training steps run: under torchrun, DDP's wrapper
         if world > 1:
             ids = [self.device.index] if self.device.kind == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        opt = torch.optim.Adam(self.trainable(), lr=self.lr)
-        scaler = torch.amp.GradScaler(self.device.kind, enabled=self.dtype == "float16")
-        state = {"epoch": 0, "best": -np.inf, "best_state": None, "stale": 0}
-        if checkpoint is not None and checkpoint.is_file():
-            ck = torch.load(checkpoint, map_location=self.device.torch, weights_only=True)
-            self.model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            state = {k: ck[k] for k in state}
-            log.rows.extend(ck.get("log", []))
-            torch.set_rng_state(ck["rng"])
-        steps = -(-len(train) // (cfg.batch * world))
-        for epoch in range(state["epoch"], cfg.epochs):
-            model.train()
-            self.on_train_epoch(epoch)
-            total, seen = 0.0, 0
-            batches = train.batches(cfg.batch, shuffle=True, epoch=epoch, part=(rank, world))
-            for x, y in tqdm(
-                batches,
-                total=steps,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                unit="batch",
-                disable=rank != 0,
-                leave=False,
-            ):
-                with self._autocast():
-                    loss = self.loss(self.forward_train(model, self._tensor(x)), self.targets(y))
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                total += loss.item() * len(y)
-                seen += len(y)
-            self.recalibrate_bn(train)
-            auc, val_loss = self.evaluate(val, cfg.batch)
-            # select on val AUC; a one-class val set falls back to val loss, none to last
-            score = auc if not np.isnan(auc) else (-val_loss if not np.isnan(val_loss) else epoch)
-            if score > state["best"]:
-                state.update(best=score, best_state=copy.deepcopy(self.model.state_dict()), stale=0)
-            else:
-                state["stale"] += 1
-            log.epoch(
-                epoch=epoch + 1, train_loss=total / max(seen, 1), val_loss=val_loss, val_auc=auc
+            self._net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self._opt = torch.optim.Adam(self.trainable(), lr=self.lr)
+        self._scaler = torch.amp.GradScaler(self.device.kind, enabled=self.dtype == "float16")
+        return rank, world
+
+    def begin_epoch(self, epoch: int) -> str:
+        self._net.train()
+        self.on_train_epoch(epoch)
+        return "full"
+
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
+        with self._autocast():
+            outputs = self.forward_train(self._net, self._tensor(images))
+            loss = self.loss(outputs, self.targets(labels))
+        self._opt.zero_grad(set_to_none=True)
+        self._scaler.scale(loss).backward()
+        self._scaler.step(self._opt)
+        self._scaler.update()
+        return loss.item()
+
+    def snapshot(self) -> dict:
+        return copy.deepcopy(self.model.state_dict())
+
+    def restore(self, snapshot: dict) -> None:
+        self.model.load_state_dict(snapshot)
+
+    def write_checkpoint(self, path: Path, state: dict, rows: list, best) -> None:
+        with replaced(path) as tmp:  # one file, moved into place whole
+            torch.save(
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self._opt.state_dict(),
+                    "log": rows,
+                    "rng": torch.get_rng_state(),
+                    "best_state": best,
+                    **state,
+                },
+                tmp,
             )
-            state["epoch"] = epoch + 1
-            if rank == 0 and checkpoint is not None:
-                with replaced(checkpoint) as tmp:
-                    torch.save(
-                        {
-                            "model": self.model.state_dict(),
-                            "optimizer": opt.state_dict(),
-                            "log": log.rows,
-                            "rng": torch.get_rng_state(),
-                            **state,
-                        },
-                        tmp,
-                    )
-            if state["stale"] >= cfg.patience:
-                break
-        if state["best_state"] is not None:
-            self.model.load_state_dict(state["best_state"])
-        aucs = [r["val_auc"] for r in log.rows if not np.isnan(r["val_auc"])]
-        self.val_auc = max(aucs) if aucs else None
+
+    def read_checkpoint(self, path: Path) -> tuple[dict, list, object] | None:
+        if not path.is_file():
+            return None
+        ck = torch.load(path, map_location=self.device.torch, weights_only=True)
+        self.model.load_state_dict(ck["model"])
+        self._opt.load_state_dict(ck["optimizer"])
+        torch.set_rng_state(ck["rng"].cpu())
+        return ck, ck.get("log", []), ck["best_state"]
 
     @torch.no_grad()
     def recalibrate_bn(self, data) -> None:

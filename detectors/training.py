@@ -38,6 +38,7 @@ from dffr.errors import DffrError
 from dffr.locks import beside, locked
 
 LABELS = "score = P(fake); labels 1 = fake, 0 = real"
+RESUMABLE = ("epochs", "patience", "checkpoint_minutes")  # settings a resume may change
 
 
 @dataclass
@@ -102,10 +103,8 @@ def train(
     with held:
         ckpt = checkpoint_path(weights)
         begun = ckpt.with_name(f"{ckpt.stem}.json")  # what the checkpoint is trained on
-        run = {  # all but the epochs and patience, which a resumed run may change
-            "config": {
-                k: v for k, v in config.to_dict().items() if k not in ("epochs", "patience")
-            },
+        run = {  # all but what a resumed run may change: when to stop, when to checkpoint
+            "config": {k: v for k, v in config.to_dict().items() if k not in RESUMABLE},
             "data": train_data.fingerprint() + val_data.fingerprint(),
         }
         run = json.loads(json.dumps(_clean(run)))
@@ -132,7 +131,7 @@ def train(
             enabled=rank == 0,
         )
         try:
-            det.fit(augmented(train_data, config), val_data, log, checkpoint=ckpt)
+            det.fit(augmented(train_data, config), val_data, log, ckpt, keep_checkpoint)
         finally:
             log.close()
         if rank == 0:

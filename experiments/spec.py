@@ -63,6 +63,7 @@ class Training(_Strict):
     augment: list[str] | None = None
     augment_p: float | None = Field(None, ge=0, le=1)
     precision: str | None = None
+    checkpoint_minutes: float | None = Field(None, ge=0)
 
     @field_validator("precision")
     @classmethod

@@ -246,7 +246,7 @@ class _Recorder:
 
     name, normalisation, val_auc, init = "DSP-FWA", "imagenet", None, {"kind": "random"}
 
-    def fit(self, train, val, log, checkpoint=None):
+    def fit(self, train, val, log, checkpoint=None, keep_checkpoint=False):
         self.train, self.val = train, val
 
     def save(self, path):
