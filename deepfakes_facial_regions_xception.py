@@ -5,7 +5,7 @@
         [--image PATH...] [--models DIR] [--save FIG.png] [--json] [--pre-segmented]
 """
 
-from dffr.experiments.seed_cli import seed_main
+from dffr.seed_cli import seed_main
 
 if __name__ == "__main__":
     seed_main(("Xception",))

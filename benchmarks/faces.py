@@ -22,11 +22,11 @@ import numpy as np
 from dffr.datasets.tracking import overlap
 from dffr.datasets.video import read_frames
 from dffr.images import read_image
-from dffr.perturbations import perturb
 from dffr.regions import get_backend
 from dffr.regions.backends.given import annotated_faces
 from dffr.regions.face_detection import FACE_DETECTORS, convert, get_face_detector
 from dffr.regions.landmarks import landmark_box
+from dffr.transforms.perturbations import perturb
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data"
 DIM, GRAIN = 0.85, 3.0  # light lost and sensor noise: HOG's limit on the DFDC video

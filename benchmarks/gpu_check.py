@@ -39,12 +39,13 @@ import torch
 from dffr.datasets.base import get_dataset
 from dffr.datasets.cache import read_index
 from dffr.datasets.preprocess import Settings, preprocess
-from dffr.detectors.base import PAPER_DETECTORS, DetectorConfig, build_detector, model_path
+from dffr.detectors.base import PAPER_DETECTORS, DetectorConfig, build_detector
+from dffr.detectors.model_files import model_path
 from dffr.experiments.demo import MIN_FACE, build_database
-from dffr.experiments.scoring import _region_block, predict_frames
 from dffr.feed import default_workers, feed
 from dffr.regions.face_detection import get_face_detector
 from dffr.regions.masks import REGIONS
+from dffr.scoring.scores import _region_block, predict_frames
 
 warnings.filterwarnings("ignore")
 sys.path.insert(0, str(Path(__file__).parent))

@@ -26,9 +26,9 @@ from dffr.datasets.cache import read_index
 from dffr.datasets.preprocess import Settings, preprocess
 from dffr.detectors.base import PAPER_DETECTORS, DetectorConfig, build_detector
 from dffr.detectors.keras_detector import KerasDetector
-from dffr.experiments.scoring import _region_block, predict_frames
 from dffr.feed import feed
 from dffr.regions.masks import REGIONS
+from dffr.scoring.scores import _region_block, predict_frames
 
 warnings.filterwarnings("ignore")
 DATA = Path(__file__).resolve().parents[2] / "shared/data/ffpp"

@@ -26,7 +26,8 @@ import pandas as pd
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dffr.detectors.base import DETECTORS, DetectorConfig, build_detector, model_path
+from dffr.detectors.base import DETECTORS, DetectorConfig, build_detector
+from dffr.detectors.model_files import model_path
 from dffr.detectors.torch_detector import TorchDetector
 from dffr.detectors.training import save_model
 from dffr.regions.masks import REGIONS
@@ -70,7 +71,7 @@ def grown(source: Path, out: Path, faces: int) -> Path:
 
 
 def child(cache: Path, models: Path, out: Path) -> None:
-    from dffr.experiments.scoring import score
+    from dffr.scoring.scores import score
 
     t = time.perf_counter()
     rep = score(cache, models, "bench", out, ["OneLayer"], REGIONS, progress=False, workers=2)

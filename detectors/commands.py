@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from dffr.clickutil import RegistryChoice, workers_option
-from dffr.detectors.augment import AUGMENTATIONS, check_augment
 from dffr.detectors.base import DETECTORS, DetectorConfig
 from dffr.detectors.negatives import NEGATIVES
 from dffr.device import PRECISIONS
 from dffr.errors import DffrError
 from dffr.regions.masks import REGIONS
+from dffr.transforms.augment import AUGMENTATIONS, check_augment
 
 
 @click.command("train")

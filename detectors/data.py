@@ -20,6 +20,7 @@ from dffr.datasets.cache import read_crop, read_index
 from dffr.detectors.negatives import NEGATIVES
 from dffr.feed import feed
 from dffr.regions.masks import cut_regions
+from dffr.transforms.augment import augment, check_augment
 
 
 def _images(data: Batches, task: tuple[np.ndarray, int]) -> np.ndarray:
@@ -131,3 +132,47 @@ class RegionData(Batches):
                 crop = self._fake(crop, row["landmarks"], rng)
             out.append(cut_regions(crop, row["landmarks"], (self.region,))[self.region])
         return np.stack(out)
+
+
+_AUGMENT_STREAM = 0x617567  # keeps these draws apart from other (seed, epoch, sample) streams
+
+
+class Augmented(Batches):
+    """The wrapped data's samples, labels and order, with augmented images
+    (`dffr.transforms.augment`), drawn from (seed, epoch, sample position)."""
+
+    def __init__(self, data: Batches, names, p: float = 0.5, seed: int = 0) -> None:
+        self.data = data
+        self.names = check_augment(names, p)
+        self.p = p
+        self.seed = data.seed  # the wrapped data's shuffle
+        self.augment_seed = seed
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.data.labels
+
+    @property
+    def workers(self) -> int:
+        return self.data.workers
+
+    def seen(self, positions) -> None:
+        self.data.seen(positions)
+
+    def images(self, positions, epoch: int = 0) -> np.ndarray:
+        images = self.data.images(positions, epoch)
+        rngs = [
+            np.random.default_rng([self.augment_seed, epoch, int(p), _AUGMENT_STREAM])
+            for p in positions
+        ]
+        return np.stack(
+            [augment(im, self.names, self.p, rng) for im, rng in zip(images, rngs, strict=True)]
+        )
+
+
+def augmented(data: Batches, names, p: float, seed: int) -> Batches:
+    """Training data augmented with `names` (the data itself when there are none)."""
+    return Augmented(data, names, p, seed) if names else data

@@ -20,8 +20,9 @@ import tempfile
 from pathlib import Path
 
 from dffr import __version__
-from dffr.detectors.base import DETECTORS, sidecar_path
+from dffr.detectors.base import DETECTORS
 from dffr.detectors.imagenet import file_digest
+from dffr.detectors.model_files import sidecar_path
 from dffr.errors import DffrError
 
 MANIFEST = "manifest.json"

@@ -22,17 +22,9 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from dffr import __version__
-from dffr.detectors.augment import augmented
-from dffr.detectors.base import (
-    DETECTORS,
-    Detector,
-    DetectorConfig,
-    build_detector,
-    checkpoint_path,
-    model_path,
-    sidecar_path,
-)
-from dffr.detectors.data import RegionData
+from dffr.detectors.base import DETECTORS, Detector, DetectorConfig, build_detector
+from dffr.detectors.data import RegionData, augmented
+from dffr.detectors.model_files import checkpoint_path, model_path, sidecar_path
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import DffrError
 from dffr.locks import beside, locked
@@ -131,7 +123,8 @@ def train(
             enabled=rank == 0,
         )
         try:
-            det.fit(augmented(train_data, config), val_data, log, ckpt, keep_checkpoint)
+            train = augmented(train_data, config.augment, config.augment_p, config.seed)
+            det.fit(train, val_data, log, ckpt, keep_checkpoint)
         finally:
             log.close()
         if rank == 0:

@@ -15,11 +15,12 @@ from dffr.detectors.models_commands import models_cmd
 from dffr.detectors.weights_commands import weights_cmd
 from dffr.device import resolve_device
 from dffr.errors import DffrError
-from dffr.experiments.commands import evaluate_cmd, experiment_cmd, score_cmd
+from dffr.experiments.commands import evaluate_cmd, experiment_cmd
 from dffr.experiments.explain_commands import explain_cmd, explain_summary_cmd
 from dffr.experiments.robustness_commands import robustness_cmd
 from dffr.fusion.commands import fuse_cmd
 from dffr.regions.commands import landmarks, segment
+from dffr.scoring.commands import score_cmd
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from dffr.errors import DffrError, disk_error
@@ -61,3 +63,47 @@ def workers_option(command):
         help="threads reading crops and cutting regions while the networks run (0: none); "
         "results are the same whatever the number",
     )(command)
+
+
+def _csv(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else default
+
+
+def model_selection(ddbb: str):
+    """The options that pick cached faces and trained models: --cache, --models, the
+    models' training database (named `ddbb`), --detectors, --regions and --split."""
+    options = [
+        click.option("--cache", required=True, type=click.Path(path_type=Path, exists=True)),
+        click.option(
+            "--models", default="models", show_default=True, type=click.Path(path_type=Path)
+        ),
+        click.option(ddbb, required=True, help="database the models were trained on"),
+        click.option("--detectors", default=None, help="comma list (default: the paper's three)"),
+        click.option("--regions", default=None, help="comma list (default: all five)"),
+        click.option(
+            "--split",
+            default="test",
+            show_default=True,
+            type=click.Choice(["train", "val", "test"]),
+        ),
+    ]
+
+    def wrap(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return wrap
+
+
+def selected(detectors: str | None, regions: str | None) -> tuple[tuple, tuple]:
+    """The --detectors and --regions lists, checked (BadParameter naming the valid ones)."""
+    from dffr.detectors.base import DETECTORS, PAPER_DETECTORS
+    from dffr.regions.masks import REGIONS
+
+    dets, regs = _csv(detectors, PAPER_DETECTORS), _csv(regions, REGIONS)
+    for values, valid, hint in ((dets, DETECTORS, "--detectors"), (regs, REGIONS, "--regions")):
+        for v in values:
+            if v not in valid:
+                raise click.BadParameter(f"{v!r}: choose from {list(valid)}", param_hint=hint)
+    return dets, regs

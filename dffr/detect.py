@@ -95,13 +95,8 @@ class Models:
         device: str | None = None,
         face_detector: str = "hog",
     ) -> None:
-        from dffr.detectors.base import (
-            DETECTORS,
-            PAPER_DETECTORS,
-            load_models,
-            model_path,
-            sidecar_path,
-        )
+        from dffr.detectors.base import DETECTORS, PAPER_DETECTORS
+        from dffr.detectors.model_files import load_models, model_path, sidecar_path
         from dffr.fusion.rules import load_rule
         from dffr.regions.landmarks import get_backend
         from dffr.regions.masks import REGIONS

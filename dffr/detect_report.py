@@ -42,7 +42,7 @@ def _heat(models: Models, face: FaceResult) -> list[str]:
     """Grad-CAM over the face for each detector: its `entire` model, else its first."""
     from matplotlib import colormaps
 
-    from dffr.experiments.explain import ExplainError, explain
+    from dffr.detectors.explain import ExplainError, explain
 
     out, done = [], set()
     keys = sorted(models.models, key=lambda k: (k.split("/")[0], k.split("/")[1] != "entire"))

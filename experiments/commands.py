@@ -1,4 +1,4 @@
-"""`dffr score` and `dffr evaluate`."""
+"""`dffr evaluate` and `dffr experiment`."""
 
 from __future__ import annotations
 
@@ -8,113 +8,6 @@ import click
 
 from dffr.clickutil import workers_option
 from dffr.errors import DffrError
-from dffr.regions.masks import REGIONS
-
-
-def _csv(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else default
-
-
-def model_selection(ddbb: str):
-    """The options that pick cached faces and trained models: --cache, --models, the
-    models' training database (named `ddbb`), --detectors, --regions and --split."""
-    options = [
-        click.option("--cache", required=True, type=click.Path(path_type=Path, exists=True)),
-        click.option(
-            "--models", default="models", show_default=True, type=click.Path(path_type=Path)
-        ),
-        click.option(ddbb, required=True, help="database the models were trained on"),
-        click.option("--detectors", default=None, help="comma list (default: the paper's three)"),
-        click.option("--regions", default=None, help="comma list (default: all five)"),
-        click.option(
-            "--split",
-            default="test",
-            show_default=True,
-            type=click.Choice(["train", "val", "test"]),
-        ),
-    ]
-
-    def wrap(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return wrap
-
-
-def selected(detectors: str | None, regions: str | None) -> tuple[tuple, tuple]:
-    """The --detectors and --regions lists, checked (BadParameter naming the valid ones)."""
-    from dffr.detectors.base import DETECTORS, PAPER_DETECTORS
-
-    dets, regs = _csv(detectors, PAPER_DETECTORS), _csv(regions, REGIONS)
-    for values, valid, hint in ((dets, DETECTORS, "--detectors"), (regs, REGIONS, "--regions")):
-        for v in values:
-            if v not in valid:
-                raise click.BadParameter(f"{v!r}: choose from {list(valid)}", param_hint=hint)
-    return dets, regs
-
-
-@click.command("score")
-@model_selection("--train-ddbb")
-@click.option("--batch", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--tta",
-    default="",
-    help="test-time augmentation: comma list of hflip, rotateN (+-N degrees); "
-    "P(fake) is averaged over them and the image itself",
-)
-@click.option(
-    "--test-ddbb",
-    default=None,
-    help="the name the scored database goes by in the rows (default: the cache's); "
-    "fusion fits only on val rows whose name is the models' training database",
-)
-@click.option("--out", required=True, type=click.Path(path_type=Path))
-@workers_option
-@click.pass_context
-def score_cmd(
-    ctx, cache, models, train_ddbb, detectors, regions, split, batch, tta, test_ddbb, out, workers
-):
-    """Score every (detector, region) model on a cached split -> scores.parquet."""
-    from dffr.experiments.scoring import parse_tta, score
-
-    dets, regs = selected(detectors, regions)
-    try:
-        views = parse_tta(tta)
-    except DffrError as e:
-        raise click.BadParameter(str(e), param_hint="--tta") from None
-    try:
-        rep = score(
-            cache,
-            models,
-            train_ddbb,
-            out,
-            dets,
-            regs,
-            split,
-            device=(ctx.obj or {}).get("device"),
-            batch=batch,
-            tta=views,
-            test_ddbb=test_ddbb,
-            workers=workers,
-        )
-    except DffrError as e:
-        raise click.ClickException(str(e)) from None
-    for path in rep.missing:
-        click.echo(
-            f"missing model: {path} (train it with `dffr train`, or put the seed's "
-            "released model there)",
-            err=True,
-        )
-    for det, region in rep.rescored:
-        click.echo(f"{det} {region}: its model file changed since it was scored; scored again")
-    click.echo(
-        f"{out}: scored {len(rep.scored)} model(s), {len(rep.skipped)} already there, "
-        f"{len(rep.missing)} missing; {rep.rows} row(s)",
-        err=True,
-    )
-    if not rep.scored and not rep.skipped:
-        raise click.ClickException("no model to score with")
 
 
 @click.command("evaluate")
@@ -140,8 +33,8 @@ def evaluate_cmd(scores, level, split, bootstrap, no_face_score, out):
     """AUC, EER, AP and accuracy per (train, test, detector, region), with 95% CIs;
     test frames and videos without a face are counted."""
     from dffr.experiments.metrics import evaluate
-    from dffr.experiments.scoring import read_scores
     from dffr.experiments.tables import no_face_note
+    from dffr.scoring import read_scores
 
     try:
         df = read_scores(scores)

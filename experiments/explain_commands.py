@@ -9,11 +9,10 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from dffr.clickutil import RegistryChoice
+from dffr.clickutil import RegistryChoice, model_selection, selected
 from dffr.detectors.base import DETECTORS
+from dffr.detectors.explain import METHODS
 from dffr.errors import DffrError
-from dffr.experiments.commands import model_selection, selected
-from dffr.experiments.explain import METHODS
 from dffr.experiments.plots import save_figure
 from dffr.regions.commands import FileResult, _report
 from dffr.regions.masks import REGIONS
@@ -55,7 +54,7 @@ def write_explanation(out: Path, stem: str, title: str, region_image, explanatio
     """<stem>_<method>_heat.png (the heat map, 8-bit grey, in the region image's grid),
     <stem>_<method>_region.png and, given the frame and its crop, <stem>_<method>_frame.png
     (the heat mapped back through the crop's affine)."""
-    from dffr.experiments.explain import to_frame
+    from dffr.detectors.explain import to_frame
     from dffr.images import write_image
 
     base = out / f"{stem}_{explanation.method}"
@@ -94,8 +93,8 @@ def write_explanation(out: Path, stem: str, title: str, region_image, explanatio
 @click.pass_context
 def explain_cmd(ctx, images, detector, region, ddbb, models, out, method, layer, pre_segmented):
     """Heat maps of what a region model's P(fake) rests on, over the region and the frame."""
-    from dffr.detectors.base import load_detector, model_path
-    from dffr.experiments.explain import explainer
+    from dffr.detectors.explain import explainer
+    from dffr.detectors.model_files import load_detector, model_path
     from dffr.images import read_image
     from dffr.regions import segment_image
 

@@ -28,9 +28,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from dffr.datasets.cache import read_crop, read_index
-from dffr.detectors.base import PAPER_DETECTORS, load_models
+from dffr.detectors.base import PAPER_DETECTORS
+from dffr.detectors.explain import Explainer, ExplainError, explainer
+from dffr.detectors.model_files import load_models
 from dffr.errors import DffrError
-from dffr.experiments.explain import Explainer, ExplainError, explainer
 from dffr.experiments.plots import save_figure
 from dffr.experiments.tables import write_table
 from dffr.regions.crop import apply_affine

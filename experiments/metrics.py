@@ -7,7 +7,7 @@ the draws of the plain loop (sklearn on each resample's rows) bit for bit, compu
 one sort of the scores (a resample only changes how often each video counts), and can be
 kept in a cache folder, one small JSON per cell, keyed by everything they depend on.
 
-Frames without a face (rows with score NaN, see `dffr.experiments.scoring`) are never
+Frames without a face (rows with score NaN, see `dffr.scoring`) are never
 dropped silently: every result counts them (`no_face_frames`, and `no_face_videos` for
 videos without any face). Frame level scores the faces found. Video level: each face
 track's mean score, the highest track of a video (a video is fake if any face is, as

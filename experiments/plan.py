@@ -20,8 +20,9 @@ import pandas as pd
 
 from dffr.datasets.cache import INDEX, VIDEOS, read_settings, read_videos
 from dffr.datasets.preprocess import Settings
-from dffr.detectors.base import DETECTORS, DetectorConfig, checkpoint_path, model_file_problem
+from dffr.detectors.base import DETECTORS, DetectorConfig
 from dffr.detectors.imagenet import WeightsFile, fetch_hint, reachable
+from dffr.detectors.model_files import checkpoint_path, model_file_problem
 from dffr.errors import DffrError
 from dffr.experiments.spec import Experiment
 

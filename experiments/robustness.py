@@ -2,7 +2,7 @@
 
 A scores file written by `dffr score` says which models (train_ddbb, detector, region)
 and which test frames to re-score. Each frame's cached face crop is perturbed
-(`dffr.perturbations`) before its regions are cut, with its landmarks moved along for
+(`dffr.transforms`) before its regions are cut, with its landmarks moved along for
 geometric perturbations, so all five regions of a face see the same perturbed crop.
 Every model is loaded once. Level 0 is the unperturbed crop: it is scored once, shared
 by every perturbation, and checked against the scores file (a warning says when the
@@ -30,26 +30,16 @@ import pandas as pd
 
 from dffr.atomic import replaced
 from dffr.datasets.cache import read_index
-from dffr.detectors.base import DETECTORS, Detector, load_models, model_path
+from dffr.detectors.base import DETECTORS, Detector
+from dffr.detectors.model_files import load_models, model_path
 from dffr.errors import DffrError
 from dffr.experiments.metrics import evaluate
 from dffr.experiments.plots import save_figure
-from dffr.experiments.scoring import (
-    FACE_KEY,
-    SCORE_COLUMNS,
-    model_id,
-    predict_frames,
-    read_scores,
-)
 from dffr.fusion.fuse import fuse
 from dffr.fusion.rules import FusionError
-from dffr.perturbations import (
-    check_level,
-    get_perturbation,
-    perturb,
-    perturb_landmarks,
-)
 from dffr.regions.masks import REGIONS
+from dffr.scoring.scores import FACE_KEY, SCORE_COLUMNS, model_id, predict_frames, read_scores
+from dffr.transforms.perturbations import check_level, get_perturbation, perturb, perturb_landmarks
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import click
 from dffr.clickutil import workers_option
 from dffr.errors import DffrError
 from dffr.fusion.fuse import OVER
-from dffr.perturbations import PERTURBATIONS
+from dffr.transforms.perturbations import PERTURBATIONS
 
 
 def _levels(values: tuple[str, ...]) -> dict[str, list[float]]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dffr.detectors.base import (
-    DETECTORS,
+from dffr.detectors.base import DETECTORS
+from dffr.detectors.model_files import (
     checkpoint_path,
     model_file_problem,
     model_path,
@@ -100,7 +100,6 @@ def run(
     from dffr.detectors.training import train
     from dffr.experiments.metrics import evaluate
     from dffr.experiments.plots import methods_figure, roc_figure
-    from dffr.experiments.scoring import read_scores, score
     from dffr.experiments.tables import (
         inter_table,
         intra_table,
@@ -109,6 +108,7 @@ def run(
         write_table,
     )
     from dffr.fusion.fuse import fuse
+    from dffr.scoring.scores import read_scores, score
 
     out = Path(out)
     models = Path(exp.models)

@@ -86,7 +86,7 @@ class Training(_Strict):
     @field_validator("augment")
     @classmethod
     def _augment(cls, v):
-        from dffr.detectors.augment import check_augment
+        from dffr.transforms.augment import check_augment
 
         if v is not None:
             try:
@@ -164,7 +164,7 @@ class Experiment(_Strict):
     @field_validator("tta")
     @classmethod
     def _tta(cls, v):
-        from dffr.experiments.scoring import parse_tta
+        from dffr.transforms.tta import parse_tta
 
         try:
             return list(parse_tta(v))
@@ -194,7 +194,7 @@ class Experiment(_Strict):
 
     def model_files(self) -> list[tuple[str, str, str, Path]]:
         """(training database, detector, region, model file) of every model it trains."""
-        from dffr.detectors.base import model_path
+        from dffr.detectors.model_files import model_path
 
         return [
             (ddbb, det, region, model_path(self.models, det, ddbb, region))

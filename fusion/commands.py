@@ -36,8 +36,8 @@ from dffr.fusion.rules import FUSION
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 def fuse_cmd(scores, over, rule, subset, norm, out):
     """Fuse scores over regions, detectors or both -> fused.parquet."""
-    from dffr.experiments.scoring import read_scores
     from dffr.fusion.fuse import fuse
+    from dffr.scoring.scores import read_scores
 
     subset_list = [s.strip() for s in subset.split(",")] if subset else None
     try:

@@ -23,8 +23,8 @@ import pandas as pd
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from dffr.experiments.scoring import SCORE_COLUMNS
 from dffr.fusion.rules import FusionError, Rule, checked, load_rule
+from dffr.scoring.scores import SCORE_COLUMNS
 from dffr.tables import with_face_columns
 
 log = logging.getLogger(__name__)

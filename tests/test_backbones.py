@@ -25,16 +25,15 @@ from dffr.detectors.base import (
     InputSizeError,
     WeightsError,
     build_detector,
-    load_detector,
-    model_path,
 )
 from dffr.detectors.data import ArrayData
+from dffr.detectors.model_files import load_detector, model_path
 from dffr.detectors.networks.backbones import TORCHVISION
 from dffr.detectors.networks.keras_backbones import KERAS_APPLICATIONS
 from dffr.detectors.training import train
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import MissingWeightsError
-from dffr.experiments.scoring import score
+from dffr.scoring.scores import score
 
 from .conftest import named
 

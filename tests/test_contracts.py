@@ -11,13 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dffr.detectors.base import (
-    DETECTORS,
-    DetectorConfig,
-    build_detector,
-    load_detector,
-    model_file_problem,
-)
+from dffr.detectors.base import DETECTORS, DetectorConfig, build_detector
+from dffr.detectors.model_files import load_detector, model_file_problem
 from dffr.fusion import FUSION, fuse, load_rule
 
 from .conftest import score_table

@@ -9,14 +9,9 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dffr.detectors.base import (
-    DETECTORS,
-    DetectorConfig,
-    WeightsError,
-    build_detector,
-    load_detector,
-)
+from dffr.detectors.base import DETECTORS, DetectorConfig, WeightsError, build_detector
 from dffr.detectors.data import ArrayData
+from dffr.detectors.model_files import load_detector
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import DffrError, MissingWeightsError
 

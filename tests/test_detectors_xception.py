@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dffr.detectors.base import DetectorConfig, WeightsError, build_detector, load_detector
+from dffr.detectors.base import DetectorConfig, WeightsError, build_detector
 from dffr.detectors.data import ArrayData
+from dffr.detectors.model_files import load_detector
 from dffr.detectors.training_log import TrainingLog
 from dffr.errors import MissingWeightsError
 

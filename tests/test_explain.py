@@ -15,9 +15,8 @@ from click.testing import CliRunner
 from torch import nn
 
 from dffr.cli import main
-from dffr.detectors.base import DetectorConfig, load_detector
-from dffr.detectors.torch_detector import TorchDetector
-from dffr.experiments.explain import (
+from dffr.detectors.base import DetectorConfig
+from dffr.detectors.explain import (
     ExplainError,
     TorchExplainer,
     explain,
@@ -25,6 +24,8 @@ from dffr.experiments.explain import (
     gradcam,
     to_frame,
 )
+from dffr.detectors.model_files import load_detector
+from dffr.detectors.torch_detector import TorchDetector
 from dffr.experiments.explain_summary import (
     FACE_COLUMNS,
     SHARES,

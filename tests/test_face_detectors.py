@@ -16,11 +16,11 @@ from dffr.datasets.tracking import FaceTracker, overlap
 from dffr.datasets.video import read_frames
 from dffr.errors import DffrError, MissingWeightsError
 from dffr.images import read_image
-from dffr.perturbations import perturb
 from dffr.regions import get_backend
 from dffr.regions.backends.given import annotated_faces
 from dffr.regions.face_detection import FACE_DETECTORS, convert, get_face_detector
 from dffr.regions.landmarks import landmark_box
+from dffr.transforms.perturbations import perturb
 
 from .conftest import served
 

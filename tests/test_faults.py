@@ -23,9 +23,9 @@ from dffr.cli import main
 from dffr.datasets import get_dataset
 from dffr.datasets.cache import LOCK, build_index, read_videos
 from dffr.datasets.preprocess import Settings, preprocess
-from dffr.detectors.base import model_file_problem
-from dffr.experiments.scoring import model_id, score
+from dffr.detectors.model_files import model_file_problem
 from dffr.locks import LockedError, beside, locked
+from dffr.scoring.scores import model_id, score
 
 FAST = Settings(frames=2, size=64)
 

@@ -15,8 +15,8 @@ import torch
 from dffr.detectors.base import DetectorConfig
 from dffr.detectors.training import train
 from dffr.errors import DffrError
-from dffr.experiments.scoring import score
 from dffr.feed import FeedError, feed
+from dffr.scoring.scores import score
 
 
 def test_results_come_in_the_tasks_order_from_several_threads():
@@ -89,7 +89,7 @@ def test_trained_weights_are_the_same_with_and_without_workers(cache, tmp_path):
 def test_a_worker_failing_mid_run_leaves_the_scores_file_as_it_was(
     cache, models, tmp_path, monkeypatch
 ):
-    import dffr.experiments.scoring as scoring
+    import dffr.scoring.scores as scoring
 
     out = tmp_path / "scores.parquet"
     dsp_fwa_scores(cache, models, out, ("eyes",))

@@ -142,7 +142,7 @@ def test_yaml_rules_with_parameters_and_user_estimators(tmp_path, rules):
 
 def test_a_user_estimator_in_fuse_experiment_and_robustness(cache, models, tmp_path, rules):
     """The same file's estimator, by the command line in all three."""
-    from dffr.experiments.scoring import score
+    from dffr.scoring.scores import score
 
     scores = tmp_path / "scores.parquet"
     for split in ("test", "val"):

@@ -15,13 +15,8 @@ from dffr.cli import main
 from dffr.datasets import get_dataset
 from dffr.datasets.cache import build_index, face_path, read_index, read_videos
 from dffr.datasets.preprocess import Settings, preprocess
-from dffr.detectors.base import (
-    DetectorConfig,
-    InputSizeError,
-    WeightsError,
-    build_detector,
-    load_detector,
-)
+from dffr.detectors.base import DetectorConfig, InputSizeError, WeightsError, build_detector
+from dffr.detectors.model_files import load_detector
 from dffr.fusion.fuse import fuse
 from dffr.fusion.rules import FusionError
 
@@ -297,7 +292,7 @@ def test_dffr_device_environment_variable_is_honoured(monkeypatch, tmp_path):
 
 def test_metadata_and_tables_of_the_wrong_shape_are_named(tmp_path, place):
     from dffr.datasets import DatasetError
-    from dffr.experiments.scoring import read_scores
+    from dffr.scoring.scores import read_scores
 
     part = tmp_path / "dfdc" / "dfdc_train_part_0"
     part.mkdir(parents=True)

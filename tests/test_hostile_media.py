@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from dffr.datasets.video import VideoError, frame_indices, read_frames
-from dffr.detectors.base import model_path
+from dffr.detectors.model_files import model_path
 from dffr.errors import DffrError
-from dffr.experiments.seed_cli import main as seed_main
 from dffr.images import write_image
+from dffr.seed_cli import main as seed_main
 
 from .conftest import write_face_video
 
@@ -48,7 +48,7 @@ def fake_models(tmp_path, monkeypatch):
         loads.append(str(path))
         return _Model()
 
-    monkeypatch.setattr("dffr.detectors.base.load_detector", load)
+    monkeypatch.setattr("dffr.detectors.model_files.load_detector", load)
     return out, loads
 
 
@@ -139,7 +139,7 @@ def test_seed_cli_reports_a_save_that_fails_late(fake_models, tmp_path, capsys, 
     def full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("dffr.experiments.seed_cli.save_figure", full)
+    monkeypatch.setattr("dffr.seed_cli.save_figure", full)
     photo, fig = tmp_path / "eyes.png", tmp_path / "fig.png"
     write_image(photo, np.full((64, 64, 3), 90, np.uint8))
     assert _seed(fake_models, "--pre-segmented", "--image", str(photo), "--save", str(fig)) == 1

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from dffr.cli import main
 from dffr.detectors.imagenet import file_digest
 from dffr.detectors.sharing import MANIFEST, ModelSetError, pack, pull
-from dffr.experiments.scoring import score
+from dffr.scoring.scores import score
 
 from .conftest import served
 

@@ -7,18 +7,18 @@ import cv2
 import numpy as np
 import pytest
 
-from dffr.detectors.augment import AUGMENTATIONS, Augmented, augmented
 from dffr.detectors.base import DetectorConfig
-from dffr.detectors.data import ArrayData
+from dffr.detectors.data import ArrayData, Augmented, augmented
 from dffr.errors import DffrError
-from dffr.perturbations import (
+from dffr.regions import cut_regions, region_masks
+from dffr.transforms.augment import AUGMENTATIONS
+from dffr.transforms.perturbations import (
     PERTURBATIONS,
     PerturbationError,
     hflip,
     perturb,
     perturb_landmarks,
 )
-from dffr.regions import cut_regions, region_masks
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,9 @@ def test_augmentation_is_reproducible_per_epoch_and_keeps_labels(tiny_faces):
 
 def test_augmentation_options(tiny_faces):
     data = _data(tiny_faces)
-    assert augmented(data, DetectorConfig("DSP-FWA")) is data  # none asked: untouched
+    assert (
+        augmented(data, DetectorConfig("DSP-FWA").augment, 0.5, 0) is data
+    )  # none asked: untouched
     never = Augmented(data, ["jpeg", "blur"], p=0.0)
     assert np.array_equal(never.images(range(4)), data.images(range(4)))
     flip = Augmented(data, ["flip"], p=1.0)

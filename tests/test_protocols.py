@@ -18,10 +18,10 @@ from dffr.datasets import get_dataset
 from dffr.datasets.cache import CacheSettingsError, read_settings, read_videos
 from dffr.datasets.preprocess import Settings, preprocess
 from dffr.experiments.metrics import evaluate, video_level
-from dffr.experiments.scoring import score
 from dffr.experiments.spec import Experiment, SpecError
 from dffr.experiments.tables import no_face_note
 from dffr.fusion.fuse import fuse
+from dffr.scoring.scores import score
 
 from .conftest import write_face_video, write_video
 

@@ -68,7 +68,8 @@ def test_the_fusion_rules_fuse_and_the_learned_one_is_fitted_on_val(written):
 
 
 def test_the_detector_trains_scores_and_reloads(written, cache, tmp_path):
-    from dffr.detectors.base import DETECTORS, DetectorConfig, load_detector
+    from dffr.detectors.base import DETECTORS, DetectorConfig
+    from dffr.detectors.model_files import load_detector
     from dffr.detectors.training import train
 
     _import(written["detectors/networks/tiny.py"])

@@ -14,20 +14,21 @@ from sklearn.metrics import roc_auc_score
 
 from dffr.cli import main
 from dffr.datasets.cache import read_index
-from dffr.detectors.augment import Augmented
-from dffr.detectors.base import DetectorConfig, load_detector
-from dffr.detectors.data import RegionData
+from dffr.detectors.base import DetectorConfig
+from dffr.detectors.data import Augmented, RegionData
+from dffr.detectors.model_files import load_detector
 from dffr.detectors.training import train
 from dffr.errors import DffrError
 from dffr.experiments.metrics import evaluate
 from dffr.experiments.robustness import robustness
-from dffr.experiments.scoring import SCORE_COLUMNS, predict_views, score, tta_views
 from dffr.fusion import fuse
 from dffr.fusion.fuse import side_by_side
 from dffr.fusion.rules import load_rule
 from dffr.images import read_image
-from dffr.perturbations import hflip
 from dffr.regions import cut_regions
+from dffr.scoring.scores import SCORE_COLUMNS, predict_views, score
+from dffr.transforms.perturbations import hflip
+from dffr.transforms.tta import tta_views
 
 PAIR = ["eyes", "mouth"]
 FUSION = [
@@ -329,7 +330,7 @@ def test_experiment_yaml_passes_augmentation_and_tta_on(tmp_path, monkeypatch):
 
     monkeypatch.setattr("dffr.experiments.runner.preflight", lambda exp: None)  # no cache
     monkeypatch.setattr("dffr.detectors.training.train", lambda cfg, *a, **k: seen.update(cfg=cfg))
-    monkeypatch.setattr("dffr.experiments.scoring.score", spy_score)
+    monkeypatch.setattr("dffr.scoring.scores.score", spy_score)
     with pytest.raises(Stop):
         run(Experiment.load(spec), tmp_path / "out")
     assert seen["cfg"].augment == ["jpeg", "flip"] and seen["cfg"].augment_p == 0.3

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from dffr.cli import main
-from dffr.detectors.base import load_detector
-from dffr.experiments.scoring import SCORE_COLUMNS, score
-from dffr.experiments.seed_cli import main as seed_main
+from dffr.detectors.model_files import load_detector
 from dffr.images import read_image, write_image
 from dffr.regions import segment_image
+from dffr.scoring.scores import SCORE_COLUMNS, score
+from dffr.seed_cli import main as seed_main
 
 
 def test_score_rows_values_and_rerun(cache, models, tmp_path):
@@ -64,7 +64,7 @@ def test_scores_are_written_a_part_at_a_time_with_the_same_rows(
     """Flat memory: the index is read and the rows written a few at a time (here 4 index
     rows, 5 score rows), and the file holds what one pass at once would have written."""
     from dffr.datasets.cache import count_index, iter_index, read_index
-    from dffr.experiments import scoring
+    from dffr.scoring import scores as scoring
 
     chunks = list(iter_index(cache, "test", rows=4))
     assert len(chunks) > 1 and max(map(len, chunks)) <= 4

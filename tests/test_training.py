@@ -14,7 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from dffr.cli import main
-from dffr.detectors.base import DetectorConfig, load_detector
+from dffr.detectors.base import DetectorConfig
+from dffr.detectors.model_files import load_detector
 from dffr.detectors.negatives import NEGATIVES
 from dffr.detectors.training import train
 from dffr.errors import DffrError

@@ -122,7 +122,7 @@ def main(argv: list[str] | None, detectors: tuple[str, ...], prog: str) -> int:
     if args.save and (problem := _save_problem(args.save)):
         ap.error(f"argument --save: {problem}")
     detector = getattr(args, "detector", detectors[0])
-    from dffr.detectors.base import load_detector, model_path
+    from dffr.detectors.model_files import load_detector, model_path
 
     weights = model_path(args.models, detector, args.ddbb, args.region)
     if not weights.is_file():

@@ -1,4 +1,4 @@
-"""`dffr score`: every (detector, region) model over a cached database's frames.
+"""The scoring stage, `dffr score`: every (detector, region) model over a cached database's frames.
 
 All models are loaded once; each frame's crop is read once and cut into the regions the
 models need, and each region's batch goes through its model; rows are written as they
@@ -23,7 +23,6 @@ with and without TTA.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +35,15 @@ from tqdm import tqdm
 
 from dffr.atomic import replaced
 from dffr.datasets.cache import count_index, iter_index, read_crop, read_videos
-from dffr.detectors.base import PAPER_DETECTORS, Detector, load_models, model_path
+from dffr.detectors.base import PAPER_DETECTORS, Detector
 from dffr.detectors.imagenet import file_digest
+from dffr.detectors.model_files import load_models, model_path
 from dffr.errors import DffrError
 from dffr.feed import feed
 from dffr.locks import beside, locked
-from dffr.perturbations import hflip, perturb
 from dffr.regions.masks import REGIONS, cut_regions
 from dffr.tables import iter_table, read_table, with_face_columns
+from dffr.transforms.tta import tta_label, tta_views
 
 SCORE_COLUMNS = [
     "video",
@@ -79,38 +79,6 @@ class ScoreReport:
     rescored: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # models not found
     rows: int = 0
-
-
-def parse_tta(names) -> tuple[str, ...]:
-    """The TTA view names, validated, in one canonical order ("" or [] for none)."""
-    if isinstance(names, str):
-        names = names.split(",")
-    names = sorted({n.strip().lower() for n in names if n.strip()})
-    for n in names:
-        if n != "hflip" and not re.fullmatch(r"rotate\d+(\.\d+)?", n):
-            raise DffrError(f"unknown TTA view {n!r}: use hflip or rotateN (N degrees, both ways)")
-    return tuple(names)
-
-
-def tta_label(names) -> str:
-    """The `tta` column's value: "" without TTA, else the views, comma separated."""
-    return ",".join(parse_tta(names))
-
-
-def tta_views(names) -> list[Callable[[np.ndarray], np.ndarray]]:
-    """Batch transforms for the views `names` asks for, besides the images themselves."""
-
-    def rotated(degrees: float):
-        return lambda batch: np.stack([perturb(im, "rotate", degrees) for im in batch])
-
-    views = []
-    for n in parse_tta(names):
-        if n == "hflip":
-            views.append(lambda batch: np.stack([hflip(im) for im in batch]))
-        else:
-            degrees = float(n[len("rotate") :])
-            views += [rotated(degrees), rotated(-degrees)]
-    return views
 
 
 def predict_views(model: Detector, images: np.ndarray, views, batch: int = 32) -> np.ndarray:
