@@ -75,6 +75,19 @@ class Dataset(ABC):
     def items(self) -> list[Item]:
         """Every item, sorted by `video`."""
 
+    @classmethod
+    def example(cls, root: Path) -> tuple[dict, dict[str, int]]:
+        """Write a miniature of the database's layout under `root` (empty media files:
+        an adapter lists them, never reads them) and return (the options to open it
+        with, the label of each video it holds). The contract tests open every
+        registered adapter on its example, so a new adapter is tested with no test of
+        its own; its example holds real and fake videos in each of the three splits."""
+        raise NotImplementedError(
+            f"database {cls.name or cls.__name__!r} has no example layout: a new adapter "
+            "implements the classmethod `example(root)` (see Dataset.example), on which "
+            "tests/test_contracts.py checks its labels and splits"
+        )
+
     def options(self) -> dict:
         """The adapter's options as used (defaults filled in), recorded with a cache so
         that adding to it with other options is refused."""
@@ -96,6 +109,16 @@ class Dataset(ABC):
                 f"refused: {listed_in} names {path!r}, which leaves the database root"
             )
         return norm, ""
+
+
+def placeholders(root: Path, labels: dict[str, int]) -> dict[str, int]:
+    """An empty file at each of `labels`' paths under `root`, for an example layout;
+    returns `labels`."""
+    for video in labels:
+        path = Path(root) / video
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    return labels
 
 
 DATASETS: Registry[type[Dataset]] = Registry("database", "dffr.datasets.adapters", "dffr.datasets")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import cv2
 import numpy as np
@@ -22,6 +22,9 @@ from dffr.detectors.imagenet import WeightsFile
 from dffr.device import Device, compute_dtype, resolve_device
 from dffr.errors import DffrError
 from dffr.registry import Registry
+
+if TYPE_CHECKING:
+    from dffr.detectors.data import Batch
 
 PAPER_DETECTORS = ("Xception", "Capsule", "DSP-FWA")  # the paper's three, the default
 CALIBRATION_EPOCH = 1_000_000  # a fixed shuffle, apart from any training epoch
@@ -139,10 +142,10 @@ class Detector(ABC):
     def calibration_batches(self, data):
         """Up to `bn_recalibration` training images, in a fixed order, for BN statistics."""
         n, batch = self.config.bn_recalibration, self.config.batch
-        for i, (x, _) in enumerate(data.batches(batch, shuffle=True, epoch=CALIBRATION_EPOCH)):
+        for i, b in enumerate(data.batches(batch, shuffle=True, epoch=CALIBRATION_EPOCH)):
             if i * batch >= n:
                 break
-            yield x
+            yield b.images
 
     @abstractmethod
     def predict(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -159,9 +162,9 @@ class Detector(ABC):
         """(AUC, binary cross-entropy of P(fake)) over `data`; the same measure for every
         detector, so validation curves compare. AUC is nan when it holds one class."""
         scores, labels = [], []
-        for x, y in data.batches(batch):
-            scores.append(self.predict(x, batch))
-            labels.append(y)
+        for b in data.batches(batch):
+            scores.append(self.predict(b.images, batch))
+            labels.append(b.labels)
         if not labels:
             return float("nan"), float("nan")
         y, p = np.concatenate(labels), np.clip(np.concatenate(scores), 1e-7, 1 - 1e-7)
@@ -187,8 +190,9 @@ class Detector(ABC):
         return train.batches(self.config.batch, shuffle=True, epoch=epoch, part=part)
 
     @abstractmethod
-    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
-        """One optimiser step on a batch (labels 1 = fake); returns its mean loss."""
+    def train_step(self, batch: Batch) -> float:
+        """One optimiser step on a batch (images, labels 1 = fake, and the region, its
+        landmarks and masks where the data has them); returns its mean loss."""
 
     @abstractmethod
     def recalibrate_bn(self, data) -> None:

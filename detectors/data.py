@@ -1,6 +1,8 @@
 """Region images for training and scoring, cut on the fly from the face cache.
 
-`RegionData` holds index rows of one split and serves batches of one region's images.
+`RegionData` holds index rows of one split and serves batches of one region's images as
+`Batch`es: the images and labels, and what a detector's loss may use besides them (the
+region's name, the face's 68 landmarks and the region's mask, in the images' pixels).
 With `negatives` set, only the real faces are used, each once as itself (label 0) and
 once as a fake synthesised from it (label 1). Every index row of a batch it hands out is
 recorded in `touched`, so a test can prove that training never looked at test rows.
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +21,42 @@ import pandas as pd
 from dffr.datasets.cache import read_crop, read_index
 from dffr.detectors.negatives import NEGATIVES
 from dffr.feed import feed
-from dffr.regions.masks import cut_regions
+from dffr.regions.masks import apply_mask, region_masks
 from dffr.transforms.augment import augment, check_augment
 
 
-def _images(data: Batches, task: tuple[np.ndarray, int]) -> np.ndarray:
-    return data.images(*task)
+@dataclass
+class Batch:
+    """One batch as a detector's training step sees it. `landmarks` and `masks` are in
+    the region images' own pixels; None where the data has none (`ArrayData`)."""
+
+    images: np.ndarray  # uint8 (n, H, W, 3) region images
+    labels: np.ndarray  # int64 (n,), 1 = fake
+    region: str | None = None  # the region the images show
+    landmarks: np.ndarray | None = None  # float32 (n, 68, 2), iBUG order, (x, y)
+    masks: np.ndarray | None = None  # bool (n, H, W): the region's pixels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        names = ("images", "labels", "landmarks", "masks")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def head(self, n: int) -> Batch:
+        """The first `n` samples."""
+        return replace(self, **{k: v[:n] for k, v in self._arrays().items()})
+
+    def join(self, other: Batch) -> Batch:
+        """This batch's samples followed by `other`'s."""
+        theirs = other._arrays()
+        return replace(
+            self, **{k: np.concatenate([v, theirs[k]]) for k, v in self._arrays().items()}
+        )
+
+
+def _sample(data: Batches, task: tuple[np.ndarray, int]) -> Batch:
+    return data.sample(*task)
 
 
 class Batches:
@@ -42,25 +74,30 @@ class Batches:
     def images(self, positions, epoch: int = 0) -> np.ndarray:
         raise NotImplementedError
 
+    def sample(self, positions, epoch: int = 0) -> Batch:
+        """The samples at `positions` (their images and labels; data that knows more
+        about its faces adds it)."""
+        return Batch(self.images(positions, epoch), self.labels[np.asarray(positions, int)])
+
     def seen(self, positions) -> None:
         """Called, in this process, with the positions of every batch handed out."""
 
     def batches(
         self, batch: int, shuffle: bool = False, epoch: int = 0, part: tuple[int, int] = (0, 1)
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(images, labels) batches; `part` (rank, world) takes every world-th sample."""
+    ) -> Iterator[Batch]:
+        """Batches in order (shuffled by seed and epoch); `part` (rank, world) takes every
+        world-th sample."""
         order = np.arange(len(self))
         if shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(order)
         rank, world = part
         if world > 1:  # equal shares (padded by repetition) keep the ranks in step
             order = np.resize(order, -(-len(order) // world) * world)[rank::world]
-        labels = self.labels
         chunks = [order[start : start + batch] for start in range(0, len(order), batch)]
         tasks = [(idx, epoch) for idx in chunks]
-        for idx, images in zip(chunks, feed(_images, self, tasks, self.workers), strict=True):
+        for idx, made in zip(chunks, feed(_sample, self, tasks, self.workers), strict=True):
             self.seen(idx)
-            yield images, labels[idx]
+            yield made
 
 
 class ArrayData(Batches):
@@ -91,6 +128,10 @@ class RegionData(Batches):
             self._fake = NEGATIVES.get(self.negatives)
         else:
             self._samples = [(i, False) for i in range(len(self.rows))]
+        lab = self.rows["label"].to_numpy()
+        self._labels = np.array(
+            [1 if synth else int(lab[i]) for i, synth in self._samples], np.int64
+        )
 
     @classmethod
     def from_cache(cls, cache: str | Path, split: str, region: str, **kw) -> RegionData:
@@ -103,8 +144,7 @@ class RegionData(Batches):
 
     @property
     def labels(self) -> np.ndarray:
-        lab = self.rows["label"].to_numpy()
-        return np.array([1 if synth else int(lab[i]) for i, synth in self._samples], np.int64)
+        return self._labels
 
     def fingerprint(self) -> str:
         """A short hash of which faces (and labels) this data holds."""
@@ -122,7 +162,10 @@ class RegionData(Batches):
 
     def images(self, positions, epoch: int = 0) -> np.ndarray:
         """uint8 (n, H, W, 3) region images of the given sample positions."""
-        out = []
+        return self.sample(positions, epoch).images
+
+    def sample(self, positions, epoch: int = 0) -> Batch:
+        images, landmarks, masks = [], [], []
         for p in positions:
             i, synth = self._samples[int(p)]
             row = self.rows.iloc[i]
@@ -130,8 +173,17 @@ class RegionData(Batches):
             if synth:  # a new fake each epoch, the same one for a given (seed, epoch, face)
                 rng = np.random.default_rng([self.seed, epoch, int(row["row_id"])])
                 crop = self._fake(crop, row["landmarks"], rng)
-            out.append(cut_regions(crop, row["landmarks"], (self.region,))[self.region])
-        return np.stack(out)
+            mask = region_masks(row["landmarks"], crop.shape)[self.region]
+            images.append(apply_mask(crop, mask))
+            landmarks.append(row["landmarks"])
+            masks.append(mask)
+        return Batch(
+            np.stack(images),
+            self._labels[np.asarray(positions, int)],
+            self.region,
+            np.stack(landmarks).astype(np.float32),
+            np.stack(masks),
+        )
 
 
 _AUGMENT_STREAM = 0x617567  # keeps these draws apart from other (seed, epoch, sample) streams
@@ -163,13 +215,27 @@ class Augmented(Batches):
         self.data.seen(positions)
 
     def images(self, positions, epoch: int = 0) -> np.ndarray:
-        images = self.data.images(positions, epoch)
+        return self.sample(positions, epoch).images
+
+    def sample(self, positions, epoch: int = 0) -> Batch:
+        batch = self.data.sample(positions, epoch)
+        n = len(batch)
         rngs = [
             np.random.default_rng([self.augment_seed, epoch, int(p), _AUGMENT_STREAM])
             for p in positions
         ]
-        return np.stack(
-            [augment(im, self.names, self.p, rng) for im, rng in zip(images, rngs, strict=True)]
+        landmarks = [None] * n if batch.landmarks is None else batch.landmarks
+        masks = [None] * n if batch.masks is None else batch.masks
+        moved = [
+            augment(im, self.names, self.p, rng, lm, m)
+            for im, rng, lm, m in zip(batch.images, rngs, landmarks, masks, strict=True)
+        ]
+        images, landmarks, masks = zip(*moved, strict=True)
+        return replace(
+            batch,
+            images=np.stack(images),
+            landmarks=None if batch.landmarks is None else np.stack(landmarks).astype(np.float32),
+            masks=None if batch.masks is None else np.stack(masks),
         )
 
 

@@ -19,7 +19,7 @@ import warnings
 import zipfile
 from abc import abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -33,19 +33,21 @@ from dffr.detectors.imagenet import (
 )
 from dffr.device import Device
 
+if TYPE_CHECKING:
+    from dffr.detectors.data import Batch
+
 
 def full_batches(batches, size: int):
     """The batches, the last one filled up with the epoch's first images: a batch of
     another shape makes TensorFlow trace the whole training step again (tens of seconds
     for Xception on a CPU)."""
     first = None
-    for x, y in batches:
+    for batch in batches:
         if first is None:
-            first = (x, y)
-        elif len(y) < size:
-            fill = size - len(y)
-            x, y = np.concatenate([x, first[0][:fill]]), np.concatenate([y, first[1][:fill]])
-        yield x, y
+            first = batch
+        elif len(batch) < size:
+            batch = batch.join(first.head(size - len(batch)))
+        yield batch
 
 
 def _complete_checkpoint(path: Path) -> dict | None:
@@ -152,6 +154,9 @@ class KerasDetector(Detector):
             else "sparse_categorical_crossentropy"
         )
         self.model.compile(optimizer=self.keras.optimizers.Adam(lr), loss=loss)
+        # built here, not in the first step: a step that creates variables is traced twice
+        # by TensorFlow (about 8 s more per Xception model on a CPU)
+        self.model.optimizer.build(self.model.trainable_variables)
 
     def _targets(self, labels: np.ndarray) -> np.ndarray:
         """dffr labels (1 = fake) -> what this head is trained to output."""
@@ -192,9 +197,12 @@ class KerasDetector(Detector):
     def train_batches(self, train, epoch: int, part: tuple[int, int]):
         return full_batches(super().train_batches(train, epoch, part), self.config.batch)
 
-    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
+    def train_step(self, batch: Batch) -> float:
+        """Keras' compiled step on the images and labels; a detector whose loss needs
+        the landmarks or masks overrides this with its own step."""
         with self._scope():
-            return float(self.model.train_on_batch(self.prepare(images), self._targets(labels)))
+            x, y = self.prepare(batch.images), self._targets(batch.labels)
+            return float(self.model.train_on_batch(x, y))
 
     def snapshot(self) -> list[np.ndarray]:
         return self.model.get_weights()

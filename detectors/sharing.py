@@ -22,7 +22,7 @@ from pathlib import Path
 from dffr import __version__
 from dffr.detectors.base import DETECTORS
 from dffr.detectors.imagenet import file_digest
-from dffr.detectors.model_files import sidecar_path
+from dffr.detectors.model_files import read_sidecar, sidecar_path
 from dffr.errors import DffrError
 
 MANIFEST = "manifest.json"
@@ -110,7 +110,7 @@ def pack(models: str | Path, ddbb: str, out: str | Path, licence: str = "unspeci
         for f in (weights, sidecar_path(weights)):
             shutil.copy2(f, out / ddbb / f.name)
             listed[f"{ddbb}/{f.name}"] = {"sha256": file_digest(f), "bytes": f.stat().st_size}
-        metas[weights.name] = json.loads(sidecar_path(weights).read_text())
+        metas[weights.name] = read_sidecar(weights)
     (out / CARD).write_text(model_card(ddbb, metas, licence))
     listed[CARD] = {"sha256": file_digest(out / CARD), "bytes": (out / CARD).stat().st_size}
     manifest = {

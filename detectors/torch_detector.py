@@ -9,6 +9,7 @@ import os
 from abc import abstractmethod
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from dffr.atomic import replaced
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
 from dffr.detectors.imagenet import WeightsFile, initialisation, resolve, torch_weights
 from dffr.device import Device
+
+if TYPE_CHECKING:
+    from dffr.detectors.data import Batch
 
 
 def distributed() -> tuple[int, int]:
@@ -79,6 +83,12 @@ class TorchDetector(Detector):
     def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
         """Training loss from train-mode outputs and class-index targets."""
 
+    def batch_loss(self, outputs, batch: Batch) -> torch.Tensor:
+        """Training loss over a whole batch: override it for a loss that uses the
+        landmarks, the region's masks or its name (`Batch`); by default `loss` on the
+        class-index targets."""
+        return self.loss(outputs, self.targets(batch.labels))
+
     def forward_train(self, model: nn.Module, x: torch.Tensor):
         return model(x)
 
@@ -125,10 +135,10 @@ class TorchDetector(Detector):
         self.on_train_epoch(epoch)
         return "full"
 
-    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
+    def train_step(self, batch: Batch) -> float:
         with self._autocast():
-            outputs = self.forward_train(self._net, self._tensor(images))
-            loss = self.loss(outputs, self.targets(labels))
+            outputs = self.forward_train(self._net, self._tensor(batch.images))
+            loss = self.batch_loss(outputs, batch)
         self._opt.zero_grad(set_to_none=True)
         self._scaler.scale(loss).backward()
         self._scaler.step(self._opt)

@@ -129,9 +129,9 @@ def train(
             log.close()
         if rank == 0:
             scores, labels = [], []
-            for x, y in val_data.batches(config.batch):
-                scores.append(det.predict(x, config.batch))
-                labels.append(y)
+            for batch in val_data.batches(config.batch):
+                scores.append(det.predict(batch.images, config.batch))
+                labels.append(batch.labels)
             meta = {
                 "config": config.to_dict(),
                 "detector": det.name,

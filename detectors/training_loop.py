@@ -55,7 +55,7 @@ def fit(
     for epoch in range(state["epoch"], epochs):
         stage = det.begin_epoch(epoch)
         total, seen = 0.0, 0
-        for x, y in tqdm(
+        for batch in tqdm(
             det.train_batches(train, epoch, (rank, world)),
             total=steps,
             desc=f"epoch {epoch + 1}/{epochs}" + ("" if stage == "full" else f" ({stage})"),
@@ -63,8 +63,8 @@ def fit(
             disable=rank != 0,
             leave=False,
         ):
-            total += det.train_step(x, y) * len(y)
-            seen += len(y)
+            total += det.train_step(batch) * len(batch)
+            seen += len(batch)
         det.recalibrate_bn(train)
         auc, val_loss = det.evaluate(val, cfg.batch)
         score = selection_score(auc, val_loss, epoch)

@@ -96,7 +96,7 @@ class Models:
         face_detector: str = "hog",
     ) -> None:
         from dffr.detectors.base import DETECTORS, PAPER_DETECTORS
-        from dffr.detectors.model_files import load_models, model_path, sidecar_path
+        from dffr.detectors.model_files import load_models, model_path, read_sidecar
         from dffr.fusion.rules import load_rule
         from dffr.regions.landmarks import get_backend
         from dffr.regions.masks import REGIONS
@@ -126,7 +126,7 @@ class Models:
         else:
             recorded = []
             for _, d, r in found:
-                meta = json.loads(sidecar_path(model_path(models, d, ddbb, r)).read_text())
+                meta = read_sidecar(model_path(models, d, ddbb, r))
                 thr = meta.get("threshold")
                 if not thr:
                     raise DffrError(

@@ -9,7 +9,6 @@ validation scores of the models' own training database.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from dffr.detectors.model_files import (
     model_file_problem,
     model_path,
     models_kept,
+    read_sidecar,
     sidecar_path,
 )
 from dffr.errors import DffrError
@@ -69,8 +69,7 @@ def initialisations(models: Path, results: pd.DataFrame, fused: pd.DataFrame) ->
     from the models' sidecars; a fused result lists what its inputs started from."""
 
     def of(train_ddbb: str, det: str, region: str) -> tuple[str, str]:
-        side = sidecar_path(model_path(models, det, train_ddbb, region))
-        meta = json.loads(side.read_text()) if side.is_file() else {}
+        meta = read_sidecar(model_path(models, det, train_ddbb, region))
         init = meta.get("init", {"kind": "not recorded"})
         files = f"{init['file']}:{init['sha256']}" if init.get("file") else ""
         return init["kind"], files

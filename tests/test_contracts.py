@@ -1,19 +1,26 @@
 """What every registry entry promises, tested over the registries themselves (as timm
-tests every model): a detector or fusion rule added in one file (or a plugin) is
-checked here without a test of its own (issue 14)."""
+tests every model): a detector, fusion rule, database adapter, face detector or landmark
+backend added in one file (or a plugin) is checked here without a test of its own
+(issue 14)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from dffr.datasets.base import DATASETS, SPLITS, get_dataset
+from dffr.datasets.tracking import overlap
 from dffr.detectors.base import DETECTORS, DetectorConfig, build_detector
 from dffr.detectors.model_files import load_detector, model_file_problem
+from dffr.errors import MissingWeightsError
 from dffr.fusion import FUSION, fuse, load_rule
+from dffr.regions.face_detection import FACE_DETECTORS, convert, get_face_detector
+from dffr.regions.landmarks import BACKENDS, N_LANDMARKS, get_backend
 
 from .conftest import score_table
 
@@ -83,7 +90,6 @@ def test_every_database_option_is_a_keyword_of_its_adapter_and_a_command_option(
     from click.testing import CliRunner
 
     from dffr.cli import main
-    from dffr.datasets.base import DATASETS
 
     help_text = CliRunner().invoke(main, ["preprocess", "--help"]).output
     for name in DATASETS.names():
@@ -93,3 +99,105 @@ def test_every_database_option_is_a_keyword_of_its_adapter_and_a_command_option(
         for option in cls.option_specs:
             flag = f"--{option.name.replace('_', '-')}"
             assert flag in help_text and f"{name}:" in help_text
+
+
+def _in_repository(cls) -> bool:
+    return cls.__module__.startswith("dffr.")
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_every_database_lists_its_example_layout(name, tmp_path):
+    """Labels and splits on the miniature layout the adapter writes itself: a new
+    adapter without one fails here (a plugin's is skipped: its package tests it)."""
+    cls = DATASETS.get(name)
+    try:
+        options, labels = cls.example(tmp_path)
+    except NotImplementedError as e:
+        if _in_repository(cls):
+            raise
+        pytest.skip(f"{name} is a plugin ({cls.__module__}): {e}")
+    items = get_dataset(name, tmp_path, **options).items()
+    assert items == get_dataset(name, tmp_path, **options).items()  # deterministic
+    assert [i.video for i in items] == sorted(i.video for i in items)
+    assert {i.video: i.label for i in items} == labels  # every video, labelled as laid out
+    assert set(labels.values()) == {0, 1}
+    assert {i.split for i in items} == set(SPLITS)
+    for split in SPLITS:  # each split holds real and fake videos
+        assert {i.label for i in items if i.split == split} == {0, 1}, split
+    root = tmp_path.resolve()
+    for item in items:
+        assert item.ddbb == cls.name and not item.refused
+        assert not Path(item.video).is_absolute() and ".." not in Path(item.video).parts
+        path = item.path(tmp_path).resolve()
+        assert path.is_relative_to(root) and path.is_file(), item.video
+
+
+# on one core: mmod ~2 s an image, mtcnn ~3 s to import and build facenet-pytorch
+SLOW_FACE_DETECTORS = {"mmod", "mtcnn"}
+
+
+def _face_detectors():
+    return [
+        pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FACE_DETECTORS else n
+        for n in FACE_DETECTORS.names()
+    ]
+
+
+def _built(get, name, **kwargs):
+    """The registry entry built, or skip where its weights are not on this machine."""
+    try:
+        return get(name, **kwargs)
+    except MissingWeightsError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def hog_box(astronaut):
+    (box, _), *others = get_face_detector("hog")(astronaut)
+    assert not others
+    return box
+
+
+@pytest.mark.parametrize("name", _face_detectors())
+def test_every_face_detector_finds_the_one_face_and_no_face_in_grey(name, astronaut, hog_box):
+    # searched at the image's own size (by default it is enlarged: mmod takes ~50 s)
+    det = _built(get_face_detector, name, max_side=astronaut.shape[0])
+    cls = FACE_DETECTORS.get(name)
+    assert cls.to_points is None or (
+        len(cls.to_points) == 4 and all(isinstance(v, float) for v in cls.to_points)
+    )
+    found = det(astronaut)
+    assert len(found) == 1, found
+    box, score = found[0]
+    h, w = astronaut.shape[:2]
+    assert 0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h, box
+    assert np.isfinite(score)
+    # boxes are drawn differently: compared once redrawn as HOG draws them, where measured
+    same = box if cls.to_points is None else convert(box, name, "hog")
+    assert overlap(same, hog_box) > 0.5, (box, hog_box)
+    assert det(np.full((200, 200, 3), 128, np.uint8)) == []  # searched, then padded (a crop)
+
+
+@pytest.fixture(scope="module")
+def dlib_points(astronaut, dlib_backend):
+    (face,) = dlib_backend.detect(astronaut)
+    return face.landmarks
+
+
+@pytest.mark.parametrize("name", BACKENDS.names())
+def test_every_landmark_backend_places_68_points_on_the_face(name, astronaut, dlib_points):
+    """A backend that does not locate faces itself (`given`) is handed dlib's points
+    and must give them back; the others must agree with dlib to a tenth of the face."""
+    locates = BACKENDS.get(name).locates
+    backend = _built(get_backend, name, **({} if locates else {"landmarks": dlib_points}))
+    faces = backend.detect(astronaut)
+    assert len(faces) == 1
+    pts = faces[0].landmarks
+    h, w = astronaut.shape[:2]
+    assert pts.shape == (N_LANDMARKS, 2) and np.isfinite(pts).all()
+    assert (pts >= 0).all() and (pts[:, 0] < w).all() and (pts[:, 1] < h).all()
+    if locates:
+        error = np.linalg.norm(pts - dlib_points, axis=1).mean()
+        assert error < 0.1 * faces[0].size, error
+    else:
+        assert np.array_equal(pts, dlib_points)

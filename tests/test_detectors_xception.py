@@ -134,7 +134,7 @@ def test_runs_on_the_torch_backend(tiny_faces, tmp_path):
 import warnings; warnings.simplefilter("ignore")
 import keras, numpy as np
 assert keras.config.backend() == "torch"
-from dffr.detectors.base import DetectorConfig, build_detector, load_detector
+from dffr.detectors import DetectorConfig, build_detector, load_detector
 from dffr.detectors.data import ArrayData
 from dffr.detectors.training_log import TrainingLog
 x, y = np.load({str(tmp_path / "x.npy")!r}), np.load({str(tmp_path / "y.npy")!r})
@@ -156,12 +156,15 @@ print("mean fake - real", p[y == 1].mean() - p[y == 0].mean())
 
 
 def test_a_short_last_training_batch_is_filled_from_the_epoch_start():
+    from dffr.detectors.data import Batch
     from dffr.detectors.keras_detector import full_batches
 
     x, y = np.arange(10)[:, None], np.arange(10) % 2
-    batches = [(x[s : s + 4], y[s : s + 4]) for s in range(0, 10, 4)]
+    masks = np.arange(10)[:, None, None] > 4  # what else a batch carries is filled alike
+    batches = [Batch(x[s : s + 4], y[s : s + 4], "eyes", masks=masks[s : s + 4]) for s in (0, 4, 8)]
     out = list(full_batches(iter(batches), 4))
-    assert [len(b[1]) for b in out] == [4, 4, 4]  # one shape: no second trace
-    assert out[2][0][:, 0].tolist() == [8, 9, 0, 1] and out[2][1].tolist() == [0, 1, 0, 1]
-    single = list(full_batches(iter([(x[:3], y[:3])]), 4))
-    assert len(single[0][1]) == 3  # nothing to fill from: left as it is
+    assert [len(b) for b in out] == [4, 4, 4]  # one shape: no second trace
+    assert out[2].images[:, 0].tolist() == [8, 9, 0, 1] and out[2].labels.tolist() == [0, 1, 0, 1]
+    assert out[2].masks[:, 0, 0].tolist() == [True, True, False, False]
+    single = list(full_batches(iter([Batch(x[:3], y[:3])]), 4))
+    assert len(single[0]) == 3  # nothing to fill from: left as it is

@@ -142,13 +142,14 @@ def test_augmentation_is_reproducible_per_epoch_and_keeps_labels(tiny_faces):
     first = list(aug.batches(4, shuffle=True, epoch=2))
     again = list(aug.batches(4, shuffle=True, epoch=2))
     plain = list(data.batches(4, shuffle=True, epoch=2))
-    for (x, y), (x2, y2), (px, py) in zip(first, again, plain, strict=True):
+    for b, b2, pb in zip(first, again, plain, strict=True):
+        (x, y), (x2, y2), (px, py) = ((c.images, c.labels) for c in (b, b2, pb))
         assert np.array_equal(x, x2) and np.array_equal(y, y2)  # same (seed, epoch): same
         assert np.array_equal(y, py)  # labels and sample order are the data's own
         assert x.shape == px.shape and x.dtype == np.uint8
         assert all(not np.array_equal(a, b) for a, b in zip(x, px, strict=True))
-    other = np.concatenate([x for x, _ in aug.batches(4, shuffle=True, epoch=3)])
-    assert not np.array_equal(np.concatenate([x for x, _ in first]), other)
+    other = np.concatenate([b.images for b in aug.batches(4, shuffle=True, epoch=3)])
+    assert not np.array_equal(np.concatenate([b.images for b in first]), other)
     # a sample's augmentation depends on its position, not on the batch it falls in
     one = aug.images([5], epoch=2)[0]
     assert np.array_equal(one, aug.images([3, 5], epoch=2)[1])

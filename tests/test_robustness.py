@@ -265,8 +265,8 @@ def test_training_augments_the_training_data_only(cache, tmp_path, monkeypatch):
     result = train(cfg, cache, tmp_path)
     assert isinstance(stub.train, Augmented) and stub.train.data is result.train_data
     assert stub.val is result.val_data and isinstance(stub.val, RegionData)
-    (x, y), (px, py) = (next(d.batches(4, True, epoch=1)) for d in (stub.train, result.train_data))
-    assert np.array_equal(y, py) and not np.array_equal(x, px)
+    b, plain_b = (next(d.batches(4, True, epoch=1)) for d in (stub.train, result.train_data))
+    assert np.array_equal(b.labels, plain_b.labels) and not np.array_equal(b.images, plain_b.images)
     meta = json.loads(result.weights.with_suffix(".json").read_text())
     assert meta["config"]["augment"] == ["jpeg", "flip"] and meta["config"]["augment_p"] == 1.0
     plain = train(DetectorConfig("DSP-FWA", region="eyes"), cache, tmp_path / "plain")

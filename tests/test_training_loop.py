@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from dffr.detectors import training_loop
 from dffr.detectors.base import DetectorConfig
+from dffr.detectors.data import Batch
 
 
 class _Log:
@@ -38,9 +41,9 @@ class _Scripted:
         return "head" if epoch < self.head_epochs else "full"
 
     def train_batches(self, train, epoch, shard):
-        yield [0.0, 1.0], [0, 1]
+        yield Batch(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 1]))
 
-    def train_step(self, x, y):
+    def train_step(self, batch):
         return 0.5
 
     def recalibrate_bn(self, train):

@@ -11,18 +11,49 @@ continues exactly); only training data is augmented, never validation or test im
 
 The images are region images (black outside the region): photometric augmentations
 keep that black, as if the whole face had been degraded before its regions were cut.
+Geometric ones (`flip`, `rotate`) move the face's landmarks and the region's mask with
+the image, so a loss that uses them sees where the face now is; a flip also swaps the
+points' left and right (`MIRROR`), so point 36 is still the outer corner of the right eye.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from dffr.errors import DffrError
-from dffr.transforms.perturbations import hflip, perturb
+from dffr.transforms.perturbations import hflip, perturb, perturb_landmarks, rotation_matrix
 
-_GEOMETRIC = ("flip", "rotate")
+# iBUG 68-point index of each point's mirror image (jaw, brows, nose, eyes, lips)
+MIRROR = np.array(
+    [*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1)]
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65]
+)
+
+Moved = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]  # image, landmarks, mask
+
+
+def _flip(image: np.ndarray, landmarks, mask, rng: np.random.Generator) -> Moved:
+    if landmarks is not None:
+        landmarks = landmarks[MIRROR] * np.float32([-1, 1]) + np.float32([image.shape[1] - 1, 0])
+    return hflip(image), landmarks, None if mask is None else hflip(mask)
+
+
+def _rotate(image: np.ndarray, landmarks, mask, rng: np.random.Generator) -> Moved:
+    degrees = rng.uniform(-15, 15)
+    if landmarks is not None:
+        landmarks = perturb_landmarks(landmarks, "rotate", degrees, image.shape)
+    if mask is not None:
+        m, (h, w) = rotation_matrix(degrees, mask.shape), mask.shape[:2]
+        mask = cv2.warpAffine(mask.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    return perturb(image, "rotate", degrees), landmarks, mask
+
+
+# geometric: they move the face: (image, landmarks, mask, rng) -> (image, landmarks, mask)
+GEOMETRIC = {"flip": _flip, "rotate": _rotate}
 
 
 def _color(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -35,16 +66,15 @@ def _color(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x.round(), 0, 255).astype(np.uint8)
 
 
-# name -> image, rng -> image; the order here is the order they are applied in
-AUGMENTATIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
-    "flip": lambda im, rng: hflip(im),
-    "rotate": lambda im, rng: perturb(im, "rotate", rng.uniform(-15, 15)),
+# photometric: name -> image, rng -> image
+PHOTOMETRIC: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "resize": lambda im, rng: perturb(im, "resize", rng.uniform(0.1, 0.5)),
     "blur": lambda im, rng: perturb(im, "blur", rng.uniform(0.2, 1.5)),
     "noise": lambda im, rng: perturb(im, "noise", rng.uniform(1, 8), seed=rng),
     "color": _color,
     "jpeg": lambda im, rng: perturb(im, "jpeg", int(rng.integers(5, 71))),
 }
+AUGMENTATIONS = (*GEOMETRIC, *PHOTOMETRIC)  # the order they are applied in
 
 
 def check_augment(names, p: float) -> list[str]:
@@ -62,13 +92,23 @@ def check_augment(names, p: float) -> list[str]:
     return names
 
 
-def augment(image: np.ndarray, names, p: float, rng: np.random.Generator) -> np.ndarray:
+def augment(
+    image: np.ndarray,
+    names,
+    p: float,
+    rng: np.random.Generator,
+    landmarks: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> Moved:
     """One image through each of `names` drawn with probability `p`, in the order of
-    AUGMENTATIONS; black outside the region stays black."""
+    AUGMENTATIONS, with its landmarks and region mask moved along (None stays None);
+    black outside the region stays black."""
     support = image.any(axis=2)
-    for name, fn in AUGMENTATIONS.items():
+    for name in AUGMENTATIONS:
         if name in names and rng.random() < p:
-            image = fn(image, rng)
-            if name in _GEOMETRIC:
+            if name in GEOMETRIC:
+                image, landmarks, mask = GEOMETRIC[name](image, landmarks, mask, rng)
                 support = image.any(axis=2)
-    return np.where(support[..., None], image, 0).astype(np.uint8)
+            else:
+                image = PHOTOMETRIC[name](image, rng)
+    return np.where(support[..., None], image, 0).astype(np.uint8), landmarks, mask

@@ -20,8 +20,9 @@ Few videos remain: almost all fakes show a test identity.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, Option
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, Option, placeholders
 from dffr.datasets.splits import assign, identity_split
 
 FOLDERS = {
@@ -79,6 +80,24 @@ class CelebDF(Dataset):
         if not self.test_list.is_file():
             raise DatasetError(f"CelebDF: official test list {self.test_list} not found")
         self.excluded: list[str] = []
+
+    @classmethod
+    def example(cls, root: Path) -> tuple[dict, dict[str, int]]:
+        # the list's own convention: 1 = real
+        (root / TEST_LIST).write_text(
+            "1 Celeb-real/id0_0000.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n"
+            "1 YouTube-real/00000.mp4\n"
+        )
+        labels = {
+            "Celeb-real/id0_0000.mp4": 0,
+            "Celeb-synthesis/id0_id1_0000.mp4": 1,
+            "YouTube-real/00000.mp4": 0,
+            "Celeb-real/id1_0000.mp4": 0,  # identities 1 and 2 train, 5 and 7 val
+            "Celeb-real/id5_0000.mp4": 0,
+            "Celeb-synthesis/id1_id2_0000.mp4": 1,
+            "Celeb-synthesis/id5_id7_0000.mp4": 1,
+        }
+        return {"protocol": "official"}, placeholders(root, labels)
 
     def options(self) -> dict:
         return {"protocol": self.protocol}

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
-from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, placeholders
 from dffr.datasets.splits import assign
 
 
@@ -29,6 +30,22 @@ from dffr.datasets.splits import assign
 class DFDC(Dataset):
     name = "DFDC"
     faces = "all"
+
+    @classmethod
+    def example(cls, root: Path) -> tuple[dict, dict[str, int]]:
+        # a real video and its fake in train (aaaa) and in val (kkkk); the public test set
+        meta = {
+            "aaaa.mp4": {"label": "REAL", "split": "train"},
+            "bbbb.mp4": {"label": "FAKE", "split": "train", "original": "aaaa.mp4"},
+            "kkkk.mp4": {"label": "REAL", "split": "train"},
+            "llll.mp4": {"label": "FAKE", "split": "train", "original": "kkkk.mp4"},
+        }
+        labels = {f"dfdc_train_part_0/{n}": int(m["label"] == "FAKE") for n, m in meta.items()}
+        labels |= {"test_videos/xxxx.mp4": 1, "test_videos/yyyy.mp4": 0}
+        placeholders(root, labels)
+        (root / "dfdc_train_part_0" / "metadata.json").write_text(json.dumps(meta))
+        (root / "labels.csv").write_text("filename,label\nxxxx.mp4,1\nyyyy.mp4,0\n")
+        return {}, labels
 
     def items(self) -> list[Item]:
         parts = sorted(p for p in self.root.glob("dfdc_train_part_*") if p.is_dir())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, Option
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, Option, placeholders
 from dffr.datasets.splits import assign
 
 METHODS = (
@@ -99,6 +99,29 @@ class FaceForensics(Dataset):
         self.own_splits = splits is not None
         self.split_dir = Path(splits) if splits else self.root / "splits"
         self._membership = read_official_splits(self.split_dir)
+
+    @classmethod
+    def example(cls, root: Path) -> tuple[dict, dict[str, int]]:
+        pairs = {"train": [["000", "001"]], "val": [["002", "003"]], "test": [["004", "005"]]}
+        (root / "splits").mkdir(parents=True)
+        for split, p in pairs.items():
+            (root / "splits" / f"{split}.json").write_text(json.dumps(p))
+        real = "original_sequences/youtube/c23/videos"
+        fake = "manipulated_sequences/{}/c23/videos/{}.mp4"
+        labels = {f"{real}/{k:03d}.mp4": 0 for k in range(6)}
+        labels |= {
+            fake.format("Deepfakes", "000_001"): 1,
+            fake.format("Face2Face", "003_002"): 1,
+            fake.format("FaceSwap", "004_005"): 1,
+            fake.format("NeuralTextures", "005_004"): 1,
+        }
+        # not items: another compression, and a method the default leaves out
+        others = [
+            "original_sequences/youtube/c40/videos/000.mp4",
+            fake.format("FaceShifter", "000_001"),
+        ]
+        placeholders(root, dict.fromkeys(others, 0))
+        return {"compression": "c23"}, placeholders(root, labels)
 
     def options(self) -> dict:
         return {

@@ -25,6 +25,7 @@ from dffr.datasets.base import (
     DatasetError,
     Item,
     Option,
+    placeholders,
 )
 from dffr.datasets.splits import assign
 
@@ -54,6 +55,20 @@ class Folder(Dataset):
     def __init__(self, root, group: str | None = None) -> None:
         super().__init__(root)
         self.group = re.compile(group) if group else None
+
+    @classmethod
+    def example(cls, root: Path) -> tuple[dict, dict[str, int]]:
+        labels = {
+            "train/real/a.png": 0,
+            "train/fake/fwa/b.mp4": 1,
+            "val/real/c.mp4": 0,
+            "val/fake/d.jpg": 1,
+            "test/real/e.avi": 0,
+            "test/fake/f.mp4": 1,
+        }
+        placeholders(root, labels)
+        (root / "test" / "fake" / "notes.txt").write_text("not a video: not an item")
+        return {}, labels
 
     def options(self) -> dict:
         return {"group": self.group.pattern if self.group else None}

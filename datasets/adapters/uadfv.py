@@ -9,7 +9,9 @@ development/evaluation protocol holds with disjoint identities.
 
 from __future__ import annotations
 
-from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item
+from pathlib import Path
+
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, placeholders
 from dffr.datasets.splits import assign
 
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
@@ -18,6 +20,14 @@ FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 @DATASETS.register("UADFV")
 class UADFV(Dataset):
     name = "UADFV"
+
+    @classmethod
+    def example(cls, root: Path) -> tuple[dict, dict[str, int]]:
+        # three pairs, whose identities fall in train, test and val
+        labels = {}
+        for k in ("0000", "0008", "0013"):
+            labels |= {f"real/{k}.mp4": 0, f"fake/{k}_fake.mp4": 1}
+        return {}, placeholders(root, labels)
 
     def items(self) -> list[Item]:
         items = []
