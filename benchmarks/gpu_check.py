@@ -69,7 +69,7 @@ def p_fake(det, x: np.ndarray) -> np.ndarray:
     """P(fake) in float32, whatever the device: the weights are what is compared."""
     det.model.eval()
     with torch.no_grad():
-        return det.probabilities(det.model(det._tensor(x)))[:, det.config.fake_index].numpy(
+        return det.probabilities(det.model(det._tensor(x)))[:, det.options.fake_index].numpy(
             force=True
         )
 

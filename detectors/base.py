@@ -9,9 +9,10 @@ in the model's sidecar and handled inside the detector, never by its callers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import cv2
 import numpy as np
@@ -51,40 +52,51 @@ class DetectorConfig:
     epochs: int = 20
     batch: int = 32
     lr: float | None = None  # None: the detector's own default
-    warmup_epochs: int = 3  # Xception: epochs training only the new head
     patience: int = 5  # epochs without a better val AUC before stopping
     bn_recalibration: int = 256  # training images that re-estimate BN statistics (0: off)
     seed: int = 0
     pretrained: bool = True  # ImageNet (fetched when absent); False: random (--from-scratch)
     imagenet: str | None = None  # the user's own ImageNet weights file
     negatives: str = "none"  # none | fwa | sbi
-    fake_index: int = 0  # two-class heads: the class index of FAKE (the seed's convention)
-    sigmoid_means: str = "fake"  # Keras sigmoid heads: "fake" (ours) or "real" (seed .hdf5)
-    head: str = "sigmoid"  # Xception: one sigmoid unit, or "softmax" over 2 classes
-    trunk: str | None = None  # a smaller or larger trunk where offered; None: the paper's
     augment: list[str] = field(default_factory=list)  # training-time augmentations (augment.py)
     augment_p: float = 0.5  # the probability of each augmentation, per training image
     precision: str = "auto"  # auto (float16 on a GPU, float32 on a CPU), float32, bfloat16
     checkpoint_minutes: float = 0.0  # at most one checkpoint per this many (0: every epoch)
-    extra: dict = field(default_factory=dict)
+    # the detector's own options by name (its `Detector.Options`: trunk, head, ...)
+    options: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> DetectorConfig:
+        """A config as a sidecar records it; sidecars written before detectors had
+        options of their own hold them among the common keys, where they are taken from
+        (those the detector does not declare were defaults of another detector's)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        config = cls(**{k: v for k, v in d.items() if k in known})
+        if config.detector in DETECTORS:
+            declared = {f.name for f in fields(DETECTORS.get(config.detector).Options)}
+            flat = {k: v for k, v in d.items() if k in declared and k not in known}
+            config.options = {**{k: v for k, v in flat.items() if v is not None}, **config.options}
+        return config
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+@dataclass
+class NoOptions:
+    """The options of a detector that has none of its own."""
+
+
 class Detector(ABC):
     """Build, train, predict P(fake), save and load one (detector, region, ddbb) model."""
 
+    # its own hyper-parameters, a dataclass (field metadata "help" says what each does):
+    # `dffr train --<option>` and an experiment's YAML take them from here
+    Options: ClassVar[type] = NoOptions
     name: ClassVar[str] = ""
     suffix: ClassVar[str] = ".pt"
     normalisation: ClassVar[str] = "imagenet"  # or "unit": RGB / 255
     default_lr: ClassVar[float] = 1e-4
-    trunks: ClassVar[tuple[str, ...]] = ()  # the `trunk` choices; the first is the paper's
     # the smallest input it takes: networks that downsample 32-fold leave a 1x1 map at 32
     min_input_size: ClassVar[int] = 32
     # the layer Grad-CAM explains by default; None: its last convolutional block
@@ -96,9 +108,8 @@ class Detector(ABC):
                 f"{self.name} needs an input of at least {self.min_input_size}x"
                 f"{self.min_input_size} px, not {config.input_size}; raise --input-size"
             )
-        if config.trunk is not None and config.trunk not in self.trunks:
-            offered = f"one of {', '.join(self.trunks)}" if self.trunks else "no other trunk"
-            raise DffrError(f"{self.name} offers {offered}, not trunk {config.trunk!r}")
+        self.options = self.parse_options(config.options)
+        config.options = asdict(self.options)  # every option recorded, defaults too
         self.config = config
         self.device = device if isinstance(device, Device) else resolve_device(device)
         self.dtype = compute_dtype(config.precision, self.device)  # what it computes in
@@ -106,6 +117,28 @@ class Detector(ABC):
         # loaded model says what its sidecar recorded
         self.init: dict = {"kind": "random"}
         self.val_auc: float | None = None  # the best epoch's, set by `fit`
+
+    @classmethod
+    def parse_options(cls, given: Mapping[str, Any]) -> Any:
+        """`given` as this detector's `Options`, checked: DffrError naming an option it
+        does not have (with those it has) or a value it does not take."""
+        from pydantic import TypeAdapter, ValidationError
+
+        names = [f.name for f in fields(cls.Options)]
+        unknown = [k for k in given if k not in names]
+        if unknown:
+            have = ", ".join(names) if names else "none"
+            raise DffrError(
+                f"{cls.name} has no option {', '.join(map(repr, unknown))} (its options: {have})"
+            )
+        try:
+            return TypeAdapter(cls.Options).validate_python(dict(given))
+        except ValidationError as e:
+            said = "; ".join(
+                f"{'.'.join(map(str, err['loc']))} = {err['input']!r}: {err['msg']}"
+                for err in e.errors()
+            )
+            raise DffrError(f"{cls.name} options: {said}") from None
 
     @classmethod
     def imagenet_weights(cls, config: DetectorConfig) -> WeightsFile | None:

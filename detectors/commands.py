@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
 import click
 
@@ -13,6 +15,41 @@ from dffr.device import PRECISIONS
 from dffr.errors import DffrError
 from dffr.regions.masks import REGIONS
 from dffr.transforms.augment import AUGMENTATIONS, check_augment
+
+
+def _option_type(annotation):
+    """The click type of an option's annotation: a Literal's values as choices."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Literal:
+        values = get_args(annotation)
+        return click.Choice([str(v) for v in values]), {str(v): v for v in values}
+    return {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(annotation, click.STRING), {}
+
+
+def detector_options(command):
+    """A `--<option>` for every option a registered detector declares (a plugin's too),
+    saying which detectors take it; given for a detector without it, it is refused."""
+    takers: dict[str, list[str]] = {}
+    found: dict[str, tuple] = {}
+    for name in DETECTORS.names():
+        options = DETECTORS.get(name).Options
+        hints = get_type_hints(options, include_extras=True)
+        for f in fields(options):
+            takers.setdefault(f.name, []).append(name)
+            found.setdefault(f.name, (f, hints[f.name]))
+    for key, (f, annotation) in sorted(found.items(), reverse=True):
+        kind, values = _option_type(annotation)
+        said = f.metadata.get("help", "")
+        command = click.option(
+            f"--{key.replace('_', '-')}",
+            key,
+            type=kind,
+            default=None,
+            callback=(lambda ctx, p, v, values=values: values.get(v, v)) if values else None,
+            help=f"{said} ({', '.join(takers[key])}; default: {f.default})",
+        )(command)
+    return command
 
 
 @click.command("train")
@@ -36,13 +73,6 @@ from dffr.transforms.augment import AUGMENTATIONS, check_augment
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="learning rate (default: the detector's)",
-)
-@click.option(
-    "--warmup-epochs",
-    default=3,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Xception: epochs training only the new head first",
 )
 @click.option(
     "--patience",
@@ -70,12 +100,6 @@ from dffr.transforms.augment import AUGMENTATIONS, check_augment
     default=None,
     help="your own ImageNet weights file for the backbone (default: the published one, "
     "fetched into the framework's cache when absent; see `dffr weights list`)",
-)
-@click.option(
-    "--trunk",
-    default=None,
-    help="another trunk where the detector offers one (DSP-FWA: resnet18, resnet34, "
-    "resnet101, resnet152); default: the paper's",
 )
 @click.option(
     "--augment",
@@ -115,6 +139,7 @@ from dffr.transforms.augment import AUGMENTATIONS, check_augment
     help="keep the last checkpoint after training, so --resume can extend it "
     "with more epochs (removed by default: it is several times the model's size)",
 )
+@detector_options
 @workers_option
 @click.pass_context
 def train_cmd(
@@ -128,12 +153,10 @@ def train_cmd(
     batch,
     input_size,
     lr,
-    warmup_epochs,
     patience,
     negatives,
     from_scratch,
     imagenet,
-    trunk,
     augment,
     augment_p,
     precision,
@@ -142,6 +165,7 @@ def train_cmd(
     resume,
     checkpoint_minutes,
     keep_checkpoint,
+    **options,
 ):
     """Train one detector on one facial region of a cached database."""
     from dffr.detectors.training import train
@@ -150,6 +174,12 @@ def train_cmd(
         augment = check_augment(augment, augment_p)
     except DffrError as e:
         raise click.BadParameter(str(e), param_hint="--augment") from None
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        DETECTORS.get(detector).parse_options(options)
+    except DffrError as e:
+        flags = " ".join(f"--{k.replace('_', '-')}" for k in options)
+        raise click.BadParameter(str(e), param_hint=flags) from None
     config = DetectorConfig(
         detector,
         region=region,
@@ -158,17 +188,16 @@ def train_cmd(
         epochs=epochs,
         batch=batch,
         lr=lr,
-        warmup_epochs=warmup_epochs,
         patience=patience,
         seed=seed,
         pretrained=not from_scratch,
         imagenet=str(imagenet) if imagenet else None,
         negatives=negatives,
-        trunk=trunk,
         augment=augment,
         augment_p=augment_p,
         precision=precision,
         checkpoint_minutes=checkpoint_minutes,
+        options=options,
     )
     try:
         result = train(

@@ -208,7 +208,7 @@ class TorchExplainer(Explainer):
         import torch
 
         probs = self.detector.probabilities(outputs)
-        fake = self.detector.config.fake_index
+        fake = self.detector.options.fake_index
         p_fake, p_real = probs[:, fake], probs[:, 1 - fake]
         target = torch.log(p_fake.clamp_min(_TINY)) - torch.log(p_real.clamp_min(_TINY))
         return target, p_fake.detach().float().cpu().numpy()
@@ -331,15 +331,15 @@ class KerasExplainer(Explainer):
 
     def _log_odds(self, features):
         """The head's pre-activation turned into log P(fake) - log P(real)."""
-        ops, head, config = self.keras.ops, self.head, self.detector.config
+        ops, head, options = self.keras.ops, self.head, self.detector.options
         z = ops.cast(features, "float32")
         if hasattr(head, "kernel"):  # Dense(activation=...); else an Activation layer
             z = ops.matmul(z, ops.cast(head.kernel, "float32"))
             if getattr(head, "bias", None) is not None:
                 z = z + ops.cast(head.bias, "float32")
         if z.shape[-1] == 1:
-            return z[:, 0] if config.sigmoid_means == "fake" else -z[:, 0]
-        return z[:, config.fake_index] - z[:, 1 - config.fake_index]
+            return z[:, 0] if options.sigmoid_means == "fake" else -z[:, 0]
+        return z[:, options.fake_index] - z[:, 1 - options.fake_index]
 
     def _tape(self, view, images):
         import tensorflow as tf

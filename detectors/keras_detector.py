@@ -18,10 +18,12 @@ import os
 import warnings
 import zipfile
 from abc import abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from dffr.detectors.base import Detector, DetectorConfig, WeightsError
 from dffr.detectors.imagenet import (
@@ -74,9 +76,28 @@ def _complete_checkpoint(path: Path) -> dict | None:
     return meta
 
 
+@dataclass
+class KerasOptions:
+    """What every Keras detector takes: its head, what it outputs, the warm-up."""
+
+    head: Literal["sigmoid", "softmax"] = field(
+        default="sigmoid", metadata={"help": "one sigmoid unit, or a softmax over 2 classes"}
+    )
+    sigmoid_means: Literal["fake", "real"] = field(
+        default="fake", metadata={"help": "what a sigmoid head's output is P of (seed .hdf5: real)"}
+    )
+    fake_index: Literal[0, 1] = field(
+        default=0, metadata={"help": "a softmax head's class index of FAKE"}
+    )
+    warmup_epochs: Annotated[int, Field(ge=0)] = field(
+        default=3, metadata={"help": "epochs training only the new head first"}
+    )
+
+
 class KerasDetector(Detector):
     """A `keras.applications` body with a new P(fake) head; subclasses give the body."""
 
+    Options = KerasOptions
     suffix = ".keras"
     default_lr = 1e-4
     imagenet_file: ClassVar[str]  # Keras' no-top ImageNet weights file name
@@ -122,10 +143,6 @@ class KerasDetector(Detector):
         layers take the global policy when they are built, so setting it later would
         leave this model in float32 and every later model of the process mixed."""
         k = self.keras
-        if self.config.head not in ("sigmoid", "softmax"):
-            raise ValueError(
-                f"{self.name} head must be sigmoid or softmax, not {self.config.head!r}"
-            )
         spec = self.imagenet_weights(self.config)
         imagenet = resolve(self.config, spec, self.name)  # before minutes of building
         self.init = initialisation(imagenet, spec)
@@ -141,7 +158,7 @@ class KerasDetector(Detector):
                         f"{imagenet}: not {self.name} no-top ImageNet weights ({e})"
                     ) from None
                 self.after_imagenet(base)
-            units, act = (1, "sigmoid") if self.config.head == "sigmoid" else (2, "softmax")
+            units, act = (1, "sigmoid") if self.options.head == "sigmoid" else (2, "softmax")
             out = k.layers.Dense(units, activation=act, name="fake", dtype="float32")(base.output)
             return k.Model(base.input, out, name=f"{self.name.lower().replace('-', '_')}_dffr")
         finally:
@@ -150,7 +167,7 @@ class KerasDetector(Detector):
     def _compile(self, lr: float) -> None:
         loss = (
             "binary_crossentropy"
-            if self.config.head == "sigmoid"
+            if self.options.head == "sigmoid"
             else "sparse_categorical_crossentropy"
         )
         self.model.compile(optimizer=self.keras.optimizers.Adam(lr), loss=loss)
@@ -161,16 +178,16 @@ class KerasDetector(Detector):
     def _targets(self, labels: np.ndarray) -> np.ndarray:
         """dffr labels (1 = fake) -> what this head is trained to output."""
         y = np.asarray(labels)
-        if self.config.head == "softmax":
-            return np.where(y == 1, self.config.fake_index, 1 - self.config.fake_index)
+        if self.options.head == "softmax":
+            return np.where(y == 1, self.options.fake_index, 1 - self.options.fake_index)
         y = y.astype(np.float32)
-        return y if self.config.sigmoid_means == "fake" else 1.0 - y
+        return y if self.options.sigmoid_means == "fake" else 1.0 - y
 
     def _p_fake(self, raw: np.ndarray) -> np.ndarray:
-        if self.config.head == "softmax":
-            return raw[:, self.config.fake_index]
+        if self.options.head == "softmax":
+            return raw[:, self.options.fake_index]
         p = raw.reshape(-1)
-        return p if self.config.sigmoid_means == "fake" else 1.0 - p
+        return p if self.options.sigmoid_means == "fake" else 1.0 - p
 
     def predict(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
         out = []
@@ -183,10 +200,10 @@ class KerasDetector(Detector):
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def total_epochs(self) -> int:
-        return self.config.warmup_epochs + self.config.epochs
+        return self.options.warmup_epochs + self.config.epochs
 
     def begin_epoch(self, epoch: int) -> str:
-        warm = epoch < self.config.warmup_epochs
+        warm = epoch < self.options.warmup_epochs
         if getattr(self, "_warm", None) != warm:  # (re)compile only when the stage changes
             for layer in self.model.layers[:-1]:
                 layer.trainable = not warm
@@ -216,7 +233,7 @@ class KerasDetector(Detector):
             return None
         self.model = self.keras.models.load_model(path, safe_mode=True)
         # compiled for the stage of its last epoch, with that stage's optimizer state
-        self._warm = meta["state"]["epoch"] - 1 < self.config.warmup_epochs
+        self._warm = meta["state"]["epoch"] - 1 < self.options.warmup_epochs
         best = None
         if meta["files"]["best"] is not None:
             with np.load(path.with_suffix(".best.npz"), allow_pickle=False) as f:
@@ -313,7 +330,8 @@ class KerasDetector(Detector):
         shape = tuple(self.model.input_shape[1:3])
         if shape != (self.config.input_size,) * 2:
             self.config.input_size = int(shape[0])
-        self.config.head = "sigmoid" if self.model.output_shape[-1] == 1 else "softmax"
+        self.options.head = "sigmoid" if self.model.output_shape[-1] == 1 else "softmax"
+        self.config.options["head"] = self.options.head
 
     def _policy(self) -> str:
         policies = {"float32": "float32", "bfloat16": "mixed_bfloat16"}

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import json
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 from dffr.detectors.base import (
@@ -22,6 +23,7 @@ from dffr.detectors.base import (
     build_detector,
 )
 from dffr.device import Device
+from dffr.errors import DffrError
 
 
 def model_path(models: Path, detector: str, ddbb: str, region: str) -> Path:
@@ -66,16 +68,19 @@ def _sidecar_config(side: Path) -> DetectorConfig:
         "detector": lambda v: isinstance(v, str) and v in DETECTORS,
         "region": lambda v: v in REGIONS,
         "input_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 8,
-        "fake_index": lambda v: v in (0, 1) and not isinstance(v, bool),
-        "head": lambda v: v in ("sigmoid", "softmax"),
-        "sigmoid_means": lambda v: v in ("fake", "real"),
+        "options": lambda v: isinstance(v, dict),
     }
     for key, ok in checks.items():
         if key in config and not ok(config[key]):
             raise WeightsError(f"{side}: config.{key} = {config[key]!r} is not valid")
     if "detector" not in config:
         raise WeightsError(f"{side}: config has no 'detector'")
-    return DetectorConfig.from_dict(config)
+    config = DetectorConfig.from_dict(config)
+    try:
+        DETECTORS.get(config.detector).parse_options(config.options)
+    except DffrError as e:
+        raise WeightsError(f"{side}: {e}") from None
+    return config
 
 
 def load_detector(weights: str | Path, device: Device | str | None = None, **overrides) -> Detector:
@@ -114,12 +119,11 @@ def load_detector(weights: str | Path, device: Device | str | None = None, **ove
                 "its output means; without it every score could be 1 - P(fake). Train it "
                 "again, or put the sidecar back"
             )
+        # the seed's conventions: FAKE at class 0, a Keras sigmoid is P(real)
+        declared = {f.name for f in fields(DETECTORS.get(parts[0]).Options)}
+        seed = {k: v for k, v in {"sigmoid_means": "real"}.items() if k in declared}
         config = DetectorConfig(
-            parts[0],
-            region=parts[-1],
-            ddbb="_".join(parts[1:-1]),
-            pretrained=False,
-            sigmoid_means="real",
+            parts[0], region=parts[-1], ddbb="_".join(parts[1:-1]), pretrained=False, options=seed
         )
         init = {"kind": "seed release"}
     for k, v in overrides.items():

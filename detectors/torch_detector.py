@@ -7,9 +7,9 @@ from __future__ import annotations
 import copy
 import os
 from abc import abstractmethod
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -35,9 +35,19 @@ def distributed() -> tuple[int, int]:
     return 0, 1
 
 
+@dataclass
+class TorchOptions:
+    """What every two-class PyTorch detector takes."""
+
+    fake_index: Literal[0, 1] = field(
+        default=0, metadata={"help": "the class index of FAKE (the seed's released models: 0)"}
+    )
+
+
 class TorchDetector(Detector):
     """A two-class PyTorch network; P(fake) is the probability of class `fake_index`."""
 
+    Options = TorchOptions
     suffix = ".pt"
 
     def __init__(self, config: DetectorConfig, device: Device | str | None = None) -> None:
@@ -97,13 +107,15 @@ class TorchDetector(Detector):
 
     def targets(self, labels: np.ndarray) -> torch.Tensor:
         """dffr labels (1 = fake) -> class indices of this network's layout."""
-        fake = self.config.fake_index
+        fake = self.options.fake_index
         idx = np.where(np.asarray(labels) == 1, fake, 1 - fake)
         return torch.as_tensor(idx, dtype=torch.long, device=self.device.torch)
 
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(self.prepare(images)).permute(0, 3, 1, 2)
-        return x.contiguous().to(self.device.torch)
+        x = torch.from_numpy(self.prepare(images)).permute(0, 3, 1, 2).contiguous()
+        if self.device.kind == "cuda":  # from page-locked memory the copy runs asynchronously
+            return x.pin_memory().to(self.device.torch, non_blocking=True)
+        return x.to(self.device.torch)
 
     @torch.no_grad()
     def predict(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -112,7 +124,7 @@ class TorchDetector(Detector):
         for s in range(0, len(images), batch):
             with self._autocast():
                 probs = self.probabilities(self.model(self._tensor(images[s : s + batch])))
-            out.append(probs[:, self.config.fake_index].float().cpu().numpy())
+            out.append(probs[:, self.options.fake_index].float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _autocast(self):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import typing
+from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
@@ -42,24 +43,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Training(_Strict):
-    """Training settings (DetectorConfig's); unset keys keep the detector's defaults."""
+class Training(BaseModel):
+    """Training settings: DetectorConfig's, typed here, and the detectors' own options
+    (`Detector.Options`: trunk, head, ...), checked against the detectors they apply to;
+    unset keys keep the detector's defaults."""
+
+    model_config = ConfigDict(extra="allow")
 
     epochs: PositiveInt | None = None
     batch: PositiveInt | None = None
     input_size: int | None = Field(None, ge=16)
     lr: float | None = Field(None, gt=0)
-    warmup_epochs: NonNegativeInt | None = None
     patience: PositiveInt | None = None
     bn_recalibration: NonNegativeInt | None = None
     seed: int | None = None
     pretrained: bool | None = None  # false: from random weights (--from-scratch)
     imagenet: str | None = None
     negatives: str | None = None
-    fake_index: Literal[0, 1] | None = None
-    sigmoid_means: Literal["fake", "real"] | None = None
-    head: Literal["sigmoid", "softmax"] | None = None
-    trunk: str | None = None
     augment: list[str] | None = None
     augment_p: float | None = Field(None, ge=0, le=1)
     precision: str | None = None
@@ -96,7 +96,12 @@ class Training(_Strict):
         return v
 
     def settings(self) -> dict:
-        return self.model_dump(exclude_none=True)
+        """The common keys that are set (DetectorConfig's fields)."""
+        return self.model_dump(exclude_none=True, exclude=set(self.options()))
+
+    def options(self) -> dict:
+        """The detectors' own options given here, by name."""
+        return dict(self.model_extra or {})
 
 
 class Fusion(_Strict):
@@ -176,18 +181,36 @@ class Experiment(_Strict):
         missing = sorted({*self.train, *self.test} - set(self.caches))
         if missing:
             raise ValueError(f"no cache given for {missing} (caches: {sorted(self.caches)})")
-        for det in self.detectors:
-            trunk = self.settings_for(det).get("trunk")
-            offered = DETECTORS.get(det).trunks
-            if trunk is not None and trunk not in offered:
-                choice = f"one of {', '.join(offered)}" if offered else "no other trunk"
-                raise ValueError(f"{det} offers {choice}, not trunk {trunk!r}")
+        # an option in `training` is for the detectors that have it (refused when none
+        # of them does); in `overrides` for that detector, which must have it
+        sections = [("training", self.training, self.detectors)]
+        sections += [(f"overrides.{d}", t, [d]) for d, t in self.overrides.items()]
+        for where, section, dets in sections:
+            declared = sorted({f.name for d in dets for f in fields(DETECTORS.get(d).Options)})
+            for key in section.options():
+                if key not in declared:
+                    near = difflib.get_close_matches(key, [*Training.model_fields, *declared], 1)
+                    hint = (
+                        f"did you mean {near[0]!r}?"
+                        if near
+                        else "options of " + (f"{', '.join(dets)}: {', '.join(declared) or 'none'}")
+                    )
+                    raise ValueError(f"unknown key '{where}.{key}' ({hint})")
+        for det in {*self.detectors, *self.overrides}:
+            try:
+                DETECTORS.get(det).parse_options(self.settings_for(det)["options"])
+            except DffrError as e:
+                raise ValueError(str(e)) from None
         return self
 
     def settings_for(self, detector: str) -> dict:
-        """The training keys of one detector: `training`, then its `overrides`."""
-        own = self.overrides.get(detector)
-        return {**self.training.settings(), **(own.settings() if own else {})}
+        """DetectorConfig's keys for one detector: `training`, then its `overrides`; its
+        `options`, those of `training` it has, then its overrides'."""
+        own = self.overrides.get(detector) or Training()
+        declared = {f.name for f in fields(DETECTORS.get(detector).Options)}
+        shared = {k: v for k, v in self.training.options().items() if k in declared}
+        options = {**shared, **own.options()}
+        return {**self.training.settings(), **own.settings(), "options": options}
 
     def config(self, detector: str, region: str, ddbb: str) -> DetectorConfig:
         return DetectorConfig(detector, region=region, ddbb=ddbb, **self.settings_for(detector))

@@ -63,9 +63,9 @@ def make(name: str, **kw):
         input_size=32 if name in KERAS else 64,
         batch=4,
         epochs=1,
-        warmup_epochs=0,
         pretrained=False,
         bn_recalibration=4,
+        options={"warmup_epochs": 0} if name in KERAS else {},
     )
     return build_detector(DetectorConfig(name, **{**base, **kw}), "cpu")
 
@@ -128,7 +128,7 @@ def test_fake_is_class_zero_by_default(faces):
         det.model.fc.weight.zero_()
         det.model.fc.bias.copy_(torch.tensor([5.0, -5.0]))
     assert (det.predict(faces[0][:2]) > 0.99).all()
-    det.config.fake_index = 1
+    det.options.fake_index = 1
     assert (det.predict(faces[0][:2]) < 0.01).all()
 
 
@@ -270,9 +270,9 @@ def test_train_and_score_with_a_torchvision_and_a_keras_backbone(cache, tmp_path
         region="eyes",
         input_size=32,
         epochs=1,
-        warmup_epochs=1,
         batch=4,
         pretrained=False,
+        options={"warmup_epochs": 1},
     )
     r = train(config, cache, models)
     assert r.weights == models / "folder" / "Keras-VGG16_folder_eyes.keras"

@@ -93,7 +93,7 @@ def test_a_detector_s_loss_gets_the_whole_batch_in_training(cache, tmp_path, mon
     cfg = DetectorConfig(
         "DSP-FWA", region="nose", input_size=32, epochs=1, batch=4, pretrained=False
     )
-    cfg.trunk = "resnet18"
+    cfg.options = {"trunk": "resnet18"}
     result = train(cfg, cache, tmp_path, device="cpu")
     seen = made[0].seen
     n_train = len(result.train_data)

@@ -17,7 +17,7 @@ from dffr.datasets.base import DATASETS, SPLITS, get_dataset
 from dffr.datasets.tracking import overlap
 from dffr.detectors.base import DETECTORS, DetectorConfig, build_detector
 from dffr.detectors.model_files import load_detector, model_file_problem
-from dffr.errors import MissingWeightsError
+from dffr.errors import DffrError, MissingWeightsError
 from dffr.fusion import FUSION, fuse, load_rule
 from dffr.regions.face_detection import FACE_DETECTORS, convert, get_face_detector
 from dffr.regions.landmarks import BACKENDS, N_LANDMARKS, get_backend
@@ -50,6 +50,24 @@ def test_every_detector_predicts_p_fake_and_round_trips(name, tmp_path):
     assert np.allclose(again.predict(images, batch=2), p, atol=1e-6)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     assert model_file_problem(name, path)  # a cut file is named, not loaded
+
+
+@pytest.mark.parametrize("name", list(DETECTORS))
+def test_every_detector_declares_its_options_as_a_typed_dataclass(name):
+    """`dffr train --<option>` and the YAML take a detector's options from its `Options`:
+    each is documented, has a default that checks, and shadows no common setting."""
+    from dataclasses import fields, is_dataclass
+
+    cls = DETECTORS.get(name)
+    assert is_dataclass(cls.Options)
+    common = {f.name for f in fields(DetectorConfig)}
+    for f in fields(cls.Options):
+        assert f.name not in common, f"{name}: option {f.name!r} shadows a common setting"
+        assert f.metadata.get("help"), f"{name}: option {f.name!r} says nothing in its help"
+    defaults = cls.parse_options({})
+    assert cls.parse_options(dict(vars(defaults))) == defaults  # what a sidecar records
+    with pytest.raises(DffrError, match=f"{name} has no option 'no_such_option'"):
+        cls.parse_options({"no_such_option": 1})
 
 
 def _toy(n: int = 200) -> pd.DataFrame:

@@ -31,10 +31,10 @@ def trained(tiny_faces):
                 "Xception",
                 input_size=72,
                 epochs=2,
-                warmup_epochs=1,
                 batch=8,
                 pretrained=False,
                 patience=5,
+                options={"warmup_epochs": 1},
             ),
             "cpu",
         )
@@ -97,10 +97,9 @@ def test_two_class_head_with_fake_at_index_zero(tiny_faces, tmp_path):
             "Xception",
             input_size=72,
             epochs=1,
-            warmup_epochs=1,
             batch=8,
             pretrained=False,
-            head="softmax",
+            options={"warmup_epochs": 1, "head": "softmax"},
         ),
         "cpu",
     )
@@ -121,7 +120,7 @@ def test_two_class_head_with_fake_at_index_zero(tiny_faces, tmp_path):
         json.dumps({"config": {**named(det, path), "head": "sigmoid"}})
     )
     again = load_detector(path, "cpu")
-    assert again.config.head == "softmax"
+    assert again.options.head == "softmax"
 
 
 def test_runs_on_the_torch_backend(tiny_faces, tmp_path):
@@ -138,8 +137,8 @@ from dffr.detectors import DetectorConfig, build_detector, load_detector
 from dffr.detectors.data import ArrayData
 from dffr.detectors.training_log import TrainingLog
 x, y = np.load({str(tmp_path / "x.npy")!r}), np.load({str(tmp_path / "y.npy")!r})
-det = build_detector(DetectorConfig("Xception", input_size=72, epochs=1, warmup_epochs=1,
-                                    batch=8, pretrained=False), "cpu")
+det = build_detector(DetectorConfig("Xception", input_size=72, epochs=1, batch=8,
+                                    pretrained=False, options={{"warmup_epochs": 1}}), "cpu")
 det.fit(ArrayData(x, y), ArrayData(x, y), TrainingLog(None))
 p = det.predict(x)
 assert p.shape == (16,) and ((p >= 0) & (p <= 1)).all()

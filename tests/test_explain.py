@@ -168,7 +168,7 @@ def test_gradcam_puts_the_heat_in_the_quadrant_the_torch_decision_rests_on(noise
 
 def test_gradcam_explains_p_fake_in_the_detector_s_class_layout(noise):
     """With FAKE at class 1, the same evidence speaks against fake: no heat at all."""
-    det = tiny_torch(fake_index=1)
+    det = tiny_torch(options={"fake_index": 1})
     e = explain(det, noise)
     assert np.allclose(e.scores, det.predict(noise), atol=1e-6)
     assert np.allclose(e.scores, 1 - explain(tiny_torch(), noise).scores, atol=1e-6)
@@ -229,7 +229,7 @@ def test_keras_gradcam_and_guided_match_the_torch_twin(noise, keras_det):
 
 
 def test_keras_sigmoid_meaning_p_real_is_turned_around(noise, keras_det):
-    seed_like = tiny_keras(sigmoid_means="real")
+    seed_like = tiny_keras(options={"sigmoid_means": "real"})
     e = explain(seed_like, noise)
     assert np.allclose(e.scores, seed_like.predict(noise), atol=1e-5)
     assert np.allclose(e.scores, 1 - keras_det.predict(noise), atol=1e-5)

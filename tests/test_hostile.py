@@ -130,7 +130,8 @@ def test_a_sidecar_must_describe_the_file_it_sits_beside(tmp_path):
         ("{}", "a JSON object with a 'config' object"),
         ('{"config": {"region": "eyes"}}', "config has no 'detector'"),
         (json.dumps({**good, "config": {**good["config"], "input_size": "abc"}}), "input_size"),
-        (json.dumps({**good, "config": {**good["config"], "fake_index": 7}}), "fake_index = 7"),
+        (json.dumps({**good, "config": {**good["config"], "options": {"fake_index": 7}}}), "7"),
+        (json.dumps({**good, "config": {**good["config"], "options": []}}), "options = \\[\\]"),
         (json.dumps({**good, "config": {**good["config"], "detector": "Nope"}}), "'Nope'"),
         ("{not json", "unreadable sidecar"),
     ):

@@ -153,7 +153,9 @@ def test_a_detector_fetches_its_weights_and_records_them(server, caches, monkeyp
         lambda arch: WeightsFile(name, f"https://download.example/{name}", "torch", prefix),
     )
     monkeypatch.setenv(MIRROR_ENV, url)  # a site mirror serves the published file
-    det = build_detector(DetectorConfig("DSP-FWA", input_size=64, trunk="resnet18"), "cpu")
+    det = build_detector(
+        DetectorConfig("DSP-FWA", input_size=64, options={"trunk": "resnet18"}), "cpu"
+    )
     path = caches / "torch" / "hub" / "checkpoints" / name
     assert path.is_file()
     assert torch.equal(det.model.resnet.resnet.conv1.weight.detach(), state["conv1.weight"])
@@ -167,7 +169,9 @@ def test_a_detector_fetches_its_weights_and_records_them(server, caches, monkeyp
     path.write_bytes(b"tampered")
     monkeypatch.setenv(MIRROR_ENV, "http://127.0.0.1:9")
     with pytest.raises(WeightsHashError, match=f"{path} fails its hash check"):
-        build_detector(DetectorConfig("DSP-FWA", input_size=64, trunk="resnet18"), "cpu")
+        build_detector(
+            DetectorConfig("DSP-FWA", input_size=64, options={"trunk": "resnet18"}), "cpu"
+        )
 
 
 def test_weights_list_and_fetch_commands(server, caches, monkeypatch):

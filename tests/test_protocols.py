@@ -296,7 +296,16 @@ BASE = "name: x\ncaches: {A: c}\ntrain: [A]\ntest: [A]\n"
         ("bootstrap: -5", "bootstrap: Input should be greater than or equal to 0"),
         ("training: {epochs: 0}", "training.epochs: Input should be greater than 0"),
         ("training: {negatives: fwx}", "unknown negatives 'fwx'"),
-        ("overrides: {DSP-FWA: {trunk: resnet9}}", "DSP-FWA offers one of resnet50"),
+        ("overrides: {DSP-FWA: {trunk: resnet9}}", "trunk = 'resnet9': Input should be 'resnet50'"),
+        (
+            "overrides: {Capsule: {trunk: resnet18}}",
+            "'overrides.Capsule.trunk' (options of Capsule: fake",
+        ),
+        (
+            "detectors: [Capsule, DSP-FWA]\ntraining: {head: softmax}",
+            "'training.head' (options of Capsule, DSP-FWA: fake_index, trunk)",
+        ),
+        ("training: {trunks: resnet18}", "unknown key 'training.trunks' (did you mean 'trunk'?)"),
         ("fusion: [{rule: nope.py:f}]", "nope.py not found"),
         ("fusion: [{rule: maxx}]", "unknown fusion rule 'maxx'"),
         ("tta: [vflip]", "tta: unknown TTA view 'vflip'"),
@@ -337,7 +346,7 @@ def test_training_keys_are_the_detector_configs_own():
     from dffr.detectors.base import DetectorConfig
     from dffr.experiments.spec import Training
 
-    own = {f.name for f in fields(DetectorConfig)} - {"detector", "region", "ddbb", "extra"}
+    own = {f.name for f in fields(DetectorConfig)} - {"detector", "region", "ddbb", "options"}
     assert set(Training.model_fields) == own
 
 

@@ -18,6 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from dffr.cli import main
+from dffr.errors import DffrError
 
 from .conftest import score_table
 
@@ -179,28 +180,44 @@ def test_the_detector_trains_scores_and_reloads(installed, cache, tmp_path):
 
     installed("detectors/networks/tiny.py", DETECTORS)
     cfg = DetectorConfig("Tiny", region="mouth", input_size=32, epochs=1, batch=4)
+    cfg.options = {"width": 16}
     result = train(cfg, cache, tmp_path)
+    assert result.detector.model[0].out_channels == 16  # its own option, typed and used
+    with pytest.raises(DffrError, match="Tiny has no option 'trunk'"):
+        DETECTORS.get("Tiny").parse_options({"trunk": "resnet18"})
     images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
     p = result.detector.predict(images)
     assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
     assert np.array_equal(load_detector(result.weights, "cpu").predict(images), p)
 
 
-def test_the_detector_in_train_and_score(installed, cache, tmp_path):
-    """Put in detectors/networks/, `--detector Tiny` is a choice and trains; `dffr
-    score` then finds and scores its model."""
+def test_the_detector_in_train_and_score(installed, cache, tmp_path, monkeypatch):
+    """Put in detectors/networks/, `--detector Tiny` is a choice and trains with its own
+    option `--width`; `dffr score` then finds and scores its model."""
     from dffr.datasets.cache import read_index
     from dffr.detectors.base import DETECTORS
+    from dffr.detectors.commands import detector_options, train_cmd
 
     assert "Tiny" not in choices("train", "--detector")
     installed("detectors/networks/tiny.py", DETECTORS)
     assert "Tiny" in choices("train", "--detector")
     models = tmp_path / "models"
+    # `dffr train` makes its option flags when dffr.cli is imported, which a user's
+    # process does with tiny.py already in place; here the file came later
+    have = {p.name for p in train_cmd.params}
+    extra = [p for p in detector_options(click.Command("x")).params if p.name not in have]
+    monkeypatch.setattr(train_cmd, "params", [*train_cmd.params, *extra])
+    assert "channels of its one convolution (Tiny" in dffr("train", "--help").output
+    r = dffr("train", "--detector", "DSP-FWA", "--region", "mouth", "--cache", cache,
+             "--width", "12", "--out", models)  # fmt: skip
+    assert r.exit_code == 2 and "DSP-FWA has no option 'width'" in r.output
     r = dffr("train", "--detector", "Tiny", "--region", "mouth", "--cache", cache, "--ddbb",
-             "Mine", "--epochs", "1", "--batch", "4", "--input-size", "32",
+             "Mine", "--epochs", "1", "--batch", "4", "--input-size", "32", "--width", "12",
              "--out", models)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert (models / "Mine" / "Tiny_Mine_mouth.pt").is_file()
+    side = json.loads((models / "Mine" / "Tiny_Mine_mouth.json").read_text())
+    assert side["config"]["options"] == {"fake_index": 0, "width": 12}
     r = dffr("score", "--cache", cache, "--models", models, "--train-ddbb", "Mine",
              "--detectors", "Tiny", "--regions", "mouth",
              "--out", tmp_path / "s.parquet")  # fmt: skip

@@ -174,7 +174,8 @@ def test_precision_is_asked_for_by_name():
     with pytest.raises(DeviceError, match="unknown precision"):
         compute_dtype("half", Device("cpu"))
     images = np.random.default_rng(0).integers(0, 255, (4, 40, 40, 3), dtype=np.uint8)
-    kw = {"region": "entire", "input_size": 32, "pretrained": False, "trunk": "resnet18"}
+    kw = {"region": "entire", "input_size": 32, "pretrained": False}
+    kw["options"] = {"trunk": "resnet18"}
     full = build_detector(DetectorConfig("DSP-FWA", **kw), "cpu")
     mixed = build_detector(DetectorConfig("DSP-FWA", precision="bfloat16", **kw), "cpu")
     mixed.model.load_state_dict(full.model.state_dict())

@@ -14,6 +14,8 @@ configured input size, not hard-coded.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,7 @@ from torch import nn
 
 from dffr.detectors.base import DETECTORS, DetectorConfig
 from dffr.detectors.imagenet import WeightsFile, torch_weights
-from dffr.detectors.torch_detector import TorchDetector
+from dffr.detectors.torch_detector import TorchDetector, TorchOptions
 
 LEVELS = (1, 2, 6)
 
@@ -69,19 +71,25 @@ class SPPNet(nn.Module):
         return self.classifier(spp(self.trunk(x)))
 
 
+@dataclass
+class DSPFWAOptions(TorchOptions):
+    trunk: Literal["resnet50", "resnet18", "resnet34", "resnet101", "resnet152"] = field(
+        default="resnet50", metadata={"help": "the ResNet under the pyramid (the paper's: 50)"}
+    )
+
+
 @DETECTORS.register("DSP-FWA")
 class DSPFWA(TorchDetector):
+    Options = DSPFWAOptions
     name = "DSP-FWA"
     default_lr = 1e-4
-    trunks = ("resnet50", "resnet18", "resnet34", "resnet101", "resnet152")
 
     @classmethod
     def imagenet_weights(cls, config: DetectorConfig) -> WeightsFile:
-        return torch_weights(config.trunk or cls.trunks[0])
+        return torch_weights(cls.parse_options(config.options).trunk)
 
     def build(self) -> nn.Module:
-        trunk = self.config.trunk or self.trunks[0]
-        net = SPPNet(self.config.input_size, trunk=trunk)
+        net = SPPNet(self.config.input_size, trunk=self.options.trunk)
         state = self.imagenet_state()
         if state is not None:
             net.resnet.resnet.load_state_dict(state)
