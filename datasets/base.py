@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from dffr.errors import DffrError
 from dffr.registry import Registry
@@ -39,15 +39,16 @@ class Item:
         return Path(root) / self.video
 
 
-@dataclass(frozen=True)
-class Option:
-    """One of an adapter's options (a keyword of its constructor), as `dffr preprocess
-    --<name>` and an experiment's `caches:` entry give it: a string, or None (its
-    default)."""
+@dataclass
+class NoOptions:
+    """The options of a database that has none of its own."""
 
-    name: str
-    help: str
-    path: bool = False  # a file or folder, relative to where it is given
+
+def option(default: str | None = None, help: str = "", path: bool = False):
+    """One field of an adapter's `Options`: its default, what `dffr preprocess --help`
+    says of it, and whether it is a file or folder (relative to where it is given). Its
+    value comes as a string, as `--<name>` and an experiment's `caches:` entry give it."""
+    return field(default=default, metadata={"help": help, "path": path})
 
 
 class DatasetError(DffrError):
@@ -63,8 +64,9 @@ class Dataset(ABC):
 
     name: str = ""
     faces: str = "largest"
-    # its constructor's keywords beyond `root`: each becomes `dffr preprocess --<name>`
-    option_specs: ClassVar[tuple[Option, ...]] = ()
+    # its own options, a dataclass of `option(...)` fields: each is a keyword of its
+    # constructor and becomes `dffr preprocess --<name>`
+    Options: ClassVar[type] = NoOptions
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -74,6 +76,19 @@ class Dataset(ABC):
     @abstractmethod
     def items(self) -> list[Item]:
         """Every item, sorted by `video`."""
+
+    @classmethod
+    def parse_options(cls, given: dict) -> Any:
+        """`given` as this database's `Options`, its defaults filled in; DatasetError
+        naming an option it does not have (and those it has)."""
+        names = [f.name for f in fields(cls.Options)]
+        unknown = [k for k in given if k not in names]
+        if unknown:
+            have = ", ".join(names) if names else "none"
+            raise DatasetError(
+                f"{cls.name} has no option {', '.join(map(repr, unknown))} (its options: {have})"
+            )
+        return cls.Options(**given)
 
     @classmethod
     def example(cls, root: Path) -> tuple[dict, dict[str, int]]:
@@ -127,7 +142,5 @@ DATASETS: Registry[type[Dataset]] = Registry("database", "dffr.datasets.adapters
 def get_dataset(name: str, root: str | Path, **options) -> Dataset:
     """Open database `name` at `root`; options are the adapter's own (see its docstring)."""
     cls = DATASETS.get(name)
-    try:
-        return cls(root, **options)
-    except TypeError as e:
-        raise DatasetError(f"{cls.name}: {e}") from None
+    cls.parse_options(options)  # an option it does not have is named, before any work
+    return cls(root, **options)

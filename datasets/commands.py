@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -38,15 +39,15 @@ def split_counts(name: str, items) -> str:
 
 
 def dataset_options(command):
-    """One `--<option>` per option any registered database adapter declares (its
-    `option_specs`), so a database's option is written once, in its adapter."""
+    """One `--<option>` per option any registered database adapter declares (the fields
+    of its `Options`), so a database's option is written once, in its adapter."""
     specs: dict[str, list] = {}
     for name in DATASETS.names():
-        for spec in DATASETS.get(name).option_specs:
+        for spec in fields(DATASETS.get(name).Options):
             specs.setdefault(spec.name, []).append((name, spec))
     for option, users in sorted(specs.items(), reverse=True):
-        kind = click.Path(path_type=Path) if users[0][1].path else str
-        text = "; ".join(f"{name}: {spec.help}" for name, spec in users)
+        kind = click.Path(path_type=Path) if users[0][1].metadata.get("path") else str
+        text = "; ".join(f"{name}: {spec.metadata.get('help', '')}" for name, spec in users)
         flag = f"--{option.replace('_', '-')}"  # click passes it back as `option`
         command = click.option(flag, default=None, type=kind, help=text)(command)
     return command

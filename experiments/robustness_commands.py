@@ -8,7 +8,7 @@ import click
 
 from dffr.clickutil import workers_option
 from dffr.errors import DffrError
-from dffr.fusion.fuse import OVER
+from dffr.fusion.fuse import OVER, SCALERS
 from dffr.transforms.perturbations import PERTURBATIONS
 
 
@@ -85,7 +85,7 @@ def _fusion(values: tuple[str, ...], subset: str | None, norm: str) -> list[dict
     "--norm",
     default="none",
     show_default=True,
-    type=click.Choice(["none", "minmax", "zscore"]),
+    type=click.Choice(list(SCALERS)),
     help="score normalisation before fusion, fitted on the unperturbed val rows",
 )
 @click.option("--test-ddbb", default=None, help="the cache's database, if the file holds several")

@@ -25,6 +25,7 @@ from dffr.detectors.model_files import (
 )
 from dffr.errors import DffrError
 from dffr.experiments.spec import Experiment
+from dffr.fusion.fuse import fused_inputs
 from dffr.locks import locked
 
 __all__ = ["Experiment", "preflight", "run"]
@@ -84,7 +85,7 @@ def initialisations(models: Path, results: pd.DataFrame, fused: pd.DataFrame) ->
     kinds, files = [], []
     for r in results.itertuples():
         parts = inputs.get((r.train_ddbb, r.detector, r.region))
-        pairs = [p.split("/", 1) for p in parts.split("+")] if parts else [(r.detector, r.region)]
+        pairs = fused_inputs(parts) if parts else [(r.detector, r.region)]
         inits = [of(r.train_ddbb, d, g) for d, g in pairs]
         kinds.append("+".join(sorted({k for k, _ in inits})))
         files.append(" ".join(sorted({f for _, f in inits if f})))

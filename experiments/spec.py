@@ -109,7 +109,7 @@ class Fusion(_Strict):
     # a rule spec (`logistic`, `logistic:C=0.5`, `rules.py:fn`) or {name: ..., its params}
     rule: str = "mean"
     subset: list[str] | None = None
-    norm: Literal["none", "minmax", "zscore"] = "none"
+    norm: str = "none"  # a scaler of dffr.fusion.fuse.SCALERS
 
     @field_validator("rule", mode="before")
     @classmethod
@@ -122,6 +122,15 @@ class Fusion(_Strict):
             if not isinstance(name, str):
                 raise ValueError("a rule given as a mapping needs its `name`")
             return rule_spec(name, params)
+        return v
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, v):
+        from dffr.fusion.fuse import SCALERS
+
+        if v not in SCALERS:
+            raise ValueError(f"unknown normalisation {v!r}; choose one of {', '.join(SCALERS)}")
         return v
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dffr.errors import DffrError
-from dffr.fusion.fuse import OVER
+from dffr.fusion.fuse import OVER, SCALERS
 from dffr.fusion.rules import FUSION
 
 
@@ -30,7 +30,7 @@ from dffr.fusion.rules import FUSION
     "--norm",
     default="none",
     show_default=True,
-    type=click.Choice(["none", "minmax", "zscore"]),
+    type=click.Choice(list(SCALERS)),
     help="score normalisation, fitted on the val split",
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path))

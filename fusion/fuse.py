@@ -165,3 +165,8 @@ def _inputs(over: str, columns, frame: pd.DataFrame) -> list[str]:
     if over == "detectors":
         return [f"{c}/{frame['region'].iloc[0]}" for c in columns]
     return [str(c) for c in columns]
+
+
+def fused_inputs(inputs: str) -> list[tuple[str, str]]:
+    """The (detector, region) scores a fused row's `inputs` names."""
+    return [tuple(p.split("/", 1)) for p in inputs.split("+")] if inputs else []

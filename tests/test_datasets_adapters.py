@@ -218,5 +218,5 @@ def test_registry_and_bad_roots(tmp_path):
         get_dataset("UADFV", tmp_path / "nope")
     with pytest.raises(DatasetError, match="official test list"):
         get_dataset("CelebDF", tmp_path)
-    with pytest.raises(DatasetError, match="unexpected keyword"):
+    with pytest.raises(DatasetError, match="UADFV has no option 'methods' \\(its options: none"):
         get_dataset("UADFV", tmp_path, methods="x")

@@ -307,6 +307,7 @@ BASE = "name: x\ncaches: {A: c}\ntrain: [A]\ntest: [A]\n"
         ),
         ("training: {trunks: resnet18}", "unknown key 'training.trunks' (did you mean 'trunk'?)"),
         ("fusion: [{rule: nope.py:f}]", "nope.py not found"),
+        ("fusion: [{norm: l2}]", "unknown normalisation 'l2'; choose one of none, minmax"),
         ("fusion: [{rule: maxx}]", "unknown fusion rule 'maxx'"),
         ("tta: [vflip]", "tta: unknown TTA view 'vflip'"),
         ("no_face_score: 2", "no_face_score: Input should be less than or equal to 1"),

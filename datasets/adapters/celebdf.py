@@ -20,9 +20,10 @@ Few videos remain: almost all fakes show a test identity.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, Option, placeholders
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, option, placeholders
 from dffr.datasets.splits import assign, identity_split
 
 FOLDERS = {
@@ -56,21 +57,25 @@ def read_test_list(path) -> dict[str, int]:
     return out
 
 
+@dataclass
+class CelebDFOptions:
+    protocol: str = option(
+        "official",
+        "official (default: test = the official list, train/val = the rest) or disjoint "
+        "(no test identity trained on)",
+    )
+
+
 @DATASETS.register("CelebDF")
 class CelebDF(Dataset):
     """Options: `protocol` "official" (default) or "disjoint" (see the module docstring)."""
 
     name = "CelebDF"
-    option_specs = (
-        Option(
-            "protocol",
-            "official (default: test = the official list, train/val = the rest) or "
-            "disjoint (no test identity trained on)",
-        ),
-    )
+    Options = CelebDFOptions
 
-    def __init__(self, root, protocol: str = "official") -> None:
+    def __init__(self, root, **options) -> None:
         super().__init__(root)
+        protocol = self.parse_options(options).protocol
         if protocol not in PROTOCOLS:
             raise DatasetError(
                 f"CelebDF: protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}"

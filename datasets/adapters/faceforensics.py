@@ -17,9 +17,10 @@ originals are not in those lists: they are split by actor (the number before `__
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, Option, placeholders
+from dffr.datasets.base import DATASETS, Dataset, DatasetError, Item, option, placeholders
 from dffr.datasets.splits import assign
 
 METHODS = (
@@ -64,24 +65,29 @@ def read_official_splits(folder: Path) -> dict[str, str]:
     return membership
 
 
+@dataclass
+class FaceForensicsOptions:
+    compression: str = option("c23", "raw/c0, c23 (default), c40")
+    methods: str | None = option(
+        None,
+        "comma list of manipulations (default: Deepfakes, Face2Face, FaceSwap, "
+        "NeuralTextures, the paper's)",
+    )
+    splits: str | None = option(None, "folder with the official train/val/test.json", path=True)
+
+
 @DATASETS.register("FaceForensics")
 class FaceForensics(Dataset):
     """Options: `compression` (raw/c0, c23, c40; default c23), `methods` (names or a
     comma list; default the paper's four), `splits` (folder of the split lists)."""
 
     name = "FaceForensics"
-    option_specs = (
-        Option("compression", "raw/c0, c23 (default), c40"),
-        Option(
-            "methods",
-            "comma list of manipulations (default: Deepfakes, Face2Face, FaceSwap, "
-            "NeuralTextures, the paper's)",
-        ),
-        Option("splits", "folder with the official train/val/test.json", path=True),
-    )
+    Options = FaceForensicsOptions
 
-    def __init__(self, root, compression: str = "c23", methods=None, splits=None) -> None:
+    def __init__(self, root, **options) -> None:
         super().__init__(root)
+        o = self.parse_options(options)
+        compression, methods, splits = o.compression, o.methods, o.splits
         if compression not in COMPRESSIONS:
             raise DatasetError(
                 f"FaceForensics: unknown compression {compression!r}; use raw, c0, c23 or c40"

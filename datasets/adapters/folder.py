@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from dffr.datasets.base import (
@@ -24,7 +25,7 @@ from dffr.datasets.base import (
     Dataset,
     DatasetError,
     Item,
-    Option,
+    option,
     placeholders,
 )
 from dffr.datasets.splits import assign
@@ -47,13 +48,19 @@ def walk_files(top: Path) -> Iterator[Path]:
             yield Path(folder) / name
 
 
+@dataclass
+class FolderOptions:
+    group: str | None = option(None, "regex naming a file's group (identity)")
+
+
 @DATASETS.register("folder")
 class Folder(Dataset):
     name = "folder"
-    option_specs = (Option("group", "regex naming a file's group (identity)"),)
+    Options = FolderOptions
 
-    def __init__(self, root, group: str | None = None) -> None:
+    def __init__(self, root, **options) -> None:
         super().__init__(root)
+        group = self.parse_options(options).group
         self.group = re.compile(group) if group else None
 
     @classmethod
