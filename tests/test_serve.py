@@ -100,12 +100,12 @@ def test_a_face_photo_shows_its_regions_and_the_scores_of_dffr_detect(
 ):
     from selenium.webdriver.common.by import By
 
-    import dffr.detectors.base as base
+    import dffr.detectors.model_files as model_files
 
     loads = []
-    real_load = base.load_detector
+    real_load = model_files.load_detector
     monkeypatch.setattr(
-        base, "load_detector", lambda *a, **k: loads.append(a) or real_load(*a, **k)
+        model_files, "load_detector", lambda *a, **k: loads.append(a) or real_load(*a, **k)
     )
 
     photo = tmp_path / "astronaut.png"
