@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from dffr.errors import DffrError
-from dffr.registry import Registry
+from dffr.registry import Registry, unknown_options
 
 SPLITS = ("train", "val", "test")
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -81,13 +81,9 @@ class Dataset(ABC):
     def parse_options(cls, given: dict) -> Any:
         """`given` as this database's `Options`, its defaults filled in; DatasetError
         naming an option it does not have (and those it has)."""
-        names = [f.name for f in fields(cls.Options)]
-        unknown = [k for k in given if k not in names]
-        if unknown:
-            have = ", ".join(names) if names else "none"
-            raise DatasetError(
-                f"{cls.name} has no option {', '.join(map(repr, unknown))} (its options: {have})"
-            )
+        problem = unknown_options(cls.name, given, cls.Options)
+        if problem:
+            raise DatasetError(problem)
         return cls.Options(**given)
 
     @classmethod

@@ -22,7 +22,7 @@ from dffr.detectors import training_loop
 from dffr.detectors.imagenet import WeightsFile
 from dffr.device import Device, compute_dtype, resolve_device
 from dffr.errors import DffrError
-from dffr.registry import Registry
+from dffr.registry import Registry, unknown_options
 
 if TYPE_CHECKING:
     from dffr.detectors.data import Batch
@@ -124,13 +124,9 @@ class Detector(ABC):
         does not have (with those it has) or a value it does not take."""
         from pydantic import TypeAdapter, ValidationError
 
-        names = [f.name for f in fields(cls.Options)]
-        unknown = [k for k in given if k not in names]
-        if unknown:
-            have = ", ".join(names) if names else "none"
-            raise DffrError(
-                f"{cls.name} has no option {', '.join(map(repr, unknown))} (its options: {have})"
-            )
+        problem = unknown_options(cls.name, given, cls.Options)
+        if problem:
+            raise DffrError(problem)
         try:
             return TypeAdapter(cls.Options).validate_python(dict(given))
         except ValidationError as e:

@@ -172,7 +172,7 @@ class KerasDetector(Detector):
         )
         self.model.compile(optimizer=self.keras.optimizers.Adam(lr), loss=loss)
         # built here, not in the first step: a step that creates variables is traced twice
-        # by TensorFlow (about 8 s more per Xception model on a CPU)
+        # by TensorFlow (13 s more per Xception model in the demo, on a CPU)
         self.model.optimizer.build(self.model.trainable_variables)
 
     def _targets(self, labels: np.ndarray) -> np.ndarray:

@@ -96,3 +96,16 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def unknown_options(owner: str, given, options: type) -> str | None:
+    """What is wrong with `given` option names for an entry whose options are the
+    dataclass `options` (None: nothing): "X has no option 'y' (its options: ...)"."""
+    from dataclasses import fields
+
+    names = [f.name for f in fields(options)]
+    unknown = [k for k in given if k not in names]
+    if not unknown:
+        return None
+    have = ", ".join(names) if names else "none"
+    return f"{owner} has no option {', '.join(map(repr, unknown))} (its options: {have})"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # tests never fetch weights from the internet: a fetch goes to a closed local port (and
@@ -195,6 +196,26 @@ def models(cache, tmp_path_factory):
         )
         train(cfg, cache, out)
     return out
+
+
+def models_study(path: Path, cache: Path, models: Path, rules: list[str], name: str) -> Path:
+    """An experiment YAML at `path` over the `models` fixture's trained models (DSP-FWA,
+    eyes and mouth, on `cache` as CelebDF) fusing them by each of `rules`: it only scores
+    and fuses (and fits a learned rule on val)."""
+    spec = {
+        "name": name,
+        "caches": {"CelebDF": str(cache)},
+        "models": str(models),
+        "train": ["CelebDF"],
+        "test": ["CelebDF"],
+        "detectors": ["DSP-FWA"],
+        "regions": ["eyes", "mouth"],
+        "training": {"pretrained": False, "input_size": 64},
+        "fusion": [{"rule": rule, "subset": ["eyes", "mouth"]} for rule in rules],
+        "bootstrap": 0,
+    }
+    path.write_text(yaml.safe_dump(spec))
+    return path
 
 
 def score_table(

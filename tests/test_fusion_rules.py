@@ -15,7 +15,7 @@ from dffr.cli import main
 from dffr.experiments.spec import Experiment
 from dffr.fusion import FUSION, FusionError, fuse, is_fused, load_rule
 
-from .conftest import score_table
+from .conftest import models_study, score_table
 
 USER_RULES = """
 import numpy as np
@@ -158,19 +158,7 @@ def test_a_user_estimator_in_fuse_experiment_and_robustness(cache, models, tmp_p
     fused = pd.read_parquet(tmp_path / "f.parquet")
     assert set(fused["region"]) == {"FirstInput(eyes+mouth)"} and set(fused["rule"]) == {rule}
 
-    spec = {
-        "name": "u",
-        "caches": {"CelebDF": str(cache)},
-        "models": str(models),
-        "train": ["CelebDF"],
-        "test": ["CelebDF"],
-        "detectors": ["DSP-FWA"],
-        "regions": ["eyes", "mouth"],
-        "training": {"pretrained": False, "input_size": 64},
-        "fusion": [{"rule": rule, "subset": ["eyes", "mouth"]}],
-        "bootstrap": 0,
-    }
-    (tmp_path / "u.yaml").write_text(yaml.safe_dump(spec))
+    models_study(tmp_path / "u.yaml", cache, models, [rule], "u")
     out = tmp_path / "exp"
     r = CliRunner().invoke(main, ["--device", "cpu", "experiment", str(tmp_path / "u.yaml"),
                                   "--out", str(out)])  # fmt: skip

@@ -14,13 +14,12 @@ import click
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from dffr.cli import main
 from dffr.errors import DffrError
 
-from .conftest import score_table
+from .conftest import models_study, score_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -129,19 +128,7 @@ def test_the_fusion_rules_in_experiment_fuse_and_robustness(written, cache, mode
     are reused, so the experiment only scores (and fits the learned rule on val)."""
     rules = [f"{written['my_rules.py']}:geometric", f"{written['my_learned_rules.py']}:boosted"]
     fused_names = {"geometric(eyes+mouth)", "boosted(eyes+mouth)"}
-    spec = {
-        "name": "readme",
-        "caches": {"CelebDF": str(cache)},
-        "models": str(models),
-        "train": ["CelebDF"],
-        "test": ["CelebDF"],
-        "detectors": ["DSP-FWA"],
-        "regions": ["eyes", "mouth"],
-        "training": {"pretrained": False, "input_size": 64},
-        "fusion": [{"rule": rule, "subset": ["eyes", "mouth"]} for rule in rules],
-        "bootstrap": 0,
-    }
-    (tmp_path / "readme.yaml").write_text(yaml.safe_dump(spec))
+    models_study(tmp_path / "readme.yaml", cache, models, rules, "readme")
     r = dffr("experiment", tmp_path / "readme.yaml", "--out", tmp_path / "exp")
     assert r.exit_code == 0, r.output
     intra = pd.read_csv(tmp_path / "exp" / "intra.csv").set_index("region")["CelebDF"]
