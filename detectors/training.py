@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,10 @@ def train(
     from dffr.detectors.torch_detector import TorchDetector, distributed
 
     cache, out = Path(cache), Path(out)
-    torch_net = issubclass(DETECTORS.get(config.detector), TorchDetector)
+    cls = DETECTORS.get(config.detector)
+    # every option spelt out (defaults too), so a resume compares what training used
+    config = replace(config, options=asdict(cls.parse_options(config.options)))
+    torch_net = issubclass(cls, TorchDetector)
     rank = distributed()[0] if torch_net else 0  # torchrun runs PyTorch networks only
     train_data = RegionData.from_cache(
         cache, "train", config.region, negatives=config.negatives, seed=config.seed

@@ -84,7 +84,12 @@ def test_resume_continues_to_the_same_model(cache, tmp_path):
     straight = train(_config(epochs=2), cache, tmp_path / "a")
     assert not (straight.weights.parent / "checkpoints").exists()  # removed once saved
     train(_config(epochs=1), cache, tmp_path / "b", keep_checkpoint=True)
-    resumed = train(_config(epochs=2), cache, tmp_path / "b", resume=True)
+    # its options spelt out as they were by default: the same training, so it resumes
+    (side,) = (tmp_path / "b").glob("*/DSP-FWA_*.json")
+    options = json.loads(side.read_text())
+    resumed = train(
+        _config(epochs=2, options=options["config"]["options"]), cache, tmp_path / "b", resume=True
+    )
     log_a = pd.read_csv(straight.weights.with_suffix(".log.csv"))
     log_b = pd.read_csv(resumed.weights.with_suffix(".log.csv"))
     pd.testing.assert_frame_equal(log_a, log_b)
