@@ -73,7 +73,7 @@ class DetectorConfig:
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in d.items() if k in known})
         if config.detector in DETECTORS:
-            declared = {f.name for f in fields(DETECTORS.get(config.detector).Options)}
+            declared = DETECTORS.get(config.detector).option_names()
             flat = {k: v for k, v in d.items() if k in declared and k not in known}
             config.options = {**{k: v for k, v in flat.items() if v is not None}, **config.options}
         return config
@@ -117,6 +117,11 @@ class Detector(ABC):
         # loaded model says what its sidecar recorded
         self.init: dict = {"kind": "random"}
         self.val_auc: float | None = None  # the best epoch's, set by `fit`
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """The names of its own options (the fields of its `Options`)."""
+        return {f.name for f in fields(cls.Options)}
 
     @classmethod
     def parse_options(cls, given: Mapping[str, Any]) -> Any:

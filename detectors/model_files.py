@@ -12,7 +12,6 @@ import contextlib
 import contextvars
 import json
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 
 from dffr.detectors.base import (
@@ -120,7 +119,7 @@ def load_detector(weights: str | Path, device: Device | str | None = None, **ove
                 "again, or put the sidecar back"
             )
         # the seed's conventions: FAKE at class 0, a Keras sigmoid is P(real)
-        declared = {f.name for f in fields(DETECTORS.get(parts[0]).Options)}
+        declared = DETECTORS.get(parts[0]).option_names()
         seed = {k: v for k, v in {"sigmoid_means": "real"}.items() if k in declared}
         config = DetectorConfig(
             parts[0], region=parts[-1], ddbb="_".join(parts[1:-1]), pretrained=False, options=seed

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import typing
-from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
@@ -195,7 +194,7 @@ class Experiment(_Strict):
         sections = [("training", self.training, self.detectors)]
         sections += [(f"overrides.{d}", t, [d]) for d, t in self.overrides.items()]
         for where, section, dets in sections:
-            declared = sorted({f.name for d in dets for f in fields(DETECTORS.get(d).Options)})
+            declared = sorted(set().union(*(DETECTORS.get(d).option_names() for d in dets)))
             for key in section.options():
                 if key not in declared:
                     near = difflib.get_close_matches(key, [*Training.model_fields, *declared], 1)
@@ -216,7 +215,7 @@ class Experiment(_Strict):
         """DetectorConfig's keys for one detector: `training`, then its `overrides`; its
         `options`, those of `training` it has, then its overrides'."""
         own = self.overrides.get(detector) or Training()
-        declared = {f.name for f in fields(DETECTORS.get(detector).Options)}
+        declared = DETECTORS.get(detector).option_names()
         shared = {k: v for k, v in self.training.options().items() if k in declared}
         options = {**shared, **own.options()}
         return {**self.training.settings(), **own.settings(), "options": options}

@@ -429,26 +429,16 @@ def test_a_lost_face_found_on_someone_else_starts_a_new_track():
 def test_the_dry_run_names_a_model_that_does_not_load(cache, models, tmp_path):
     import shutil
 
-    import yaml
-
     from dffr.experiments.plan import plan
     from dffr.experiments.spec import Experiment
+
+    from .conftest import models_study
 
     mine = tmp_path / "models"
     shutil.copytree(models, mine)
     eyes = mine / "CelebDF" / "DSP-FWA_CelebDF_eyes.pt"
     eyes.write_bytes(eyes.read_bytes()[:500])
-    spec = {
-        "name": "x",
-        "caches": {"CelebDF": str(cache)},
-        "models": str(mine),
-        "train": ["CelebDF"],
-        "test": ["CelebDF"],
-        "detectors": ["DSP-FWA"],
-        "regions": ["eyes", "mouth"],
-        "training": {"pretrained": False, "input_size": 64},
-    }
-    (tmp_path / "x.yaml").write_text(yaml.safe_dump(spec))
+    models_study(tmp_path / "x.yaml", cache, mine, [], "x")
     lines = "\n".join(plan(Experiment.load(tmp_path / "x.yaml")).lines)
     assert "CelebDF DSP-FWA mouth: trained" in lines
     assert "CelebDF DSP-FWA eyes: unreadable (not a loadable PyTorch weights file" in lines
